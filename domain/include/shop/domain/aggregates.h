@@ -1,0 +1,163 @@
+// The write model: one state per aggregate, folded from its stream (evolve), and pure decisions
+// (decide) that turn a command and the current states into new events or a DomainError.
+// Nothing here does I/O, reads a clock or draws random numbers: ids and times come in as inputs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shop/domain/result.h"
+
+namespace shop::domain {
+
+using events::Event;
+
+// Quantities of one cart line or order line are bounded so totals can never overflow.
+inline constexpr std::int64_t kMaxLineQuantity = 1000;
+
+// ---------------------------------------------------------------------------------- user
+struct UserState {
+  bool exists = false;
+  std::string id, email, name;
+  std::vector<std::string> roles;
+  bool has_role(std::string_view role) const;
+};
+UserState evolve(UserState s, const Event& e);
+struct RegisterUser {
+  std::string user_id, email, name;
+  std::vector<std::string> roles;
+};
+Decision decide(const UserState& s, const RegisterUser& c);
+
+// ------------------------------------------------------------------------------ category
+struct CategoryState {
+  bool exists = false;
+  std::string id, name;
+  std::optional<std::string> parent_id;
+};
+CategoryState evolve(CategoryState s, const Event& e);
+struct CreateCategory {
+  std::string category_id, name;
+  std::optional<std::string> parent_id;
+};
+// `parent` is the state of c.parent_id's stream (ignored when there is no parent).
+Decision decide(const CategoryState& s, const CreateCategory& c, const CategoryState& parent);
+
+// ------------------------------------------------------------------------------- product
+struct ProductState {
+  bool exists = false;
+  bool discontinued = false;
+  std::string id, name, description, sku, category_id;
+  std::int64_t price = 0;
+  std::int64_t stock = 0;
+  bool available() const { return exists && !discontinued; }
+};
+ProductState evolve(ProductState s, const Event& e);
+
+struct CreateProduct {
+  std::string product_id, name, description, sku, category_id;
+  std::int64_t price = 0, stock = 0;
+};
+Decision decide(const ProductState& s, const CreateProduct& c, const CategoryState& category);
+
+struct UpdateProduct {
+  std::optional<std::string> name, description, sku, category_id;
+  std::optional<std::int64_t> price;
+};
+// `category` is the state of c.category_id's stream when it is given.
+Decision decide(const ProductState& s, const UpdateProduct& c, const CategoryState& category);
+
+struct AdjustStock {
+  std::int64_t delta = 0;
+};
+Decision decide(const ProductState& s, const AdjustStock& c);
+
+struct DiscontinueProduct {};
+Decision decide(const ProductState& s, const DiscontinueProduct& c);
+
+// ---------------------------------------------------------------------------------- cart
+struct CartLine {
+  std::string product_id, name;
+  std::int64_t unit_price = 0, quantity = 0;
+};
+struct CartState {
+  std::string user_id;
+  std::vector<CartLine> lines;
+  const CartLine* line(std::string_view product_id) const;
+};
+CartState evolve(CartState s, const Event& e);
+
+struct AddCartItem {
+  std::string user_id, product_id;
+  std::int64_t quantity = 0;
+};
+Decision decide(const CartState& s, const AddCartItem& c, const ProductState& product);
+
+struct ChangeCartItemQuantity {
+  std::string user_id, product_id;
+  std::int64_t quantity = 0;  // 0 removes the line
+};
+Decision decide(const CartState& s, const ChangeCartItemQuantity& c, const ProductState& product);
+
+struct RemoveCartItem {
+  std::string user_id, product_id;
+};
+Decision decide(const CartState& s, const RemoveCartItem& c);
+
+// --------------------------------------------------------------------------------- order
+struct OrderState {
+  bool exists = false;
+  std::string id, number, user_id, status, currency;
+  std::vector<events::OrderLine> lines;
+  std::int64_t total = 0;
+  std::optional<std::string> paid_by;  // payment id
+};
+OrderState evolve(OrderState s, const Event& e);
+
+// Checkout: the order, a reservation on every product and the cart checkout, as one decision.
+struct PlaceOrder {
+  std::string order_id, order_number, user_id, currency;
+};
+Decision decide(const CartState& cart, const PlaceOrder& c,
+                const std::map<std::string, ProductState>& products);
+
+struct CancelOrder {
+  std::string reason;
+};
+// Releases the stock of every line; `products` holds the state of each line's product.
+Decision decide(const OrderState& s, const CancelOrder& c,
+                const std::map<std::string, ProductState>& products);
+
+struct ShipOrder {
+  std::string carrier, tracking_number;
+};
+Decision decide(const OrderState& s, const ShipOrder& c);
+
+struct DeliverOrder {};
+Decision decide(const OrderState& s, const DeliverOrder& c);
+
+// ------------------------------------------------------------------------------- payment
+struct PaymentState {
+  bool exists = false;
+  std::string id, order_id, user_id, provider, status;  // initiated | captured | failed
+  std::int64_t amount = 0;
+};
+PaymentState evolve(PaymentState s, const Event& e);
+
+struct InitiatePayment {
+  std::string payment_id, provider;
+};
+Decision decide(const OrderState& order, const InitiatePayment& c);
+
+// A provider's report on a payment. Reports on a payment that is no longer "initiated" change
+// nothing (webhooks are delivered at least once).
+struct SettlePayment {
+  bool succeeded = false;
+  std::string reason;
+};
+Decision decide(const PaymentState& s, const SettlePayment& c, const OrderState& order);
+
+}  // namespace shop::domain

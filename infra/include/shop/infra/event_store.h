@@ -1,0 +1,129 @@
+// The PostgreSQL event store: per-stream expected versions, atomic appends across several
+// streams, unique claims, and a global-order reader that never skips and never stalls.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "shop/events/events.h"
+#include "shop/infra/pg.h"
+
+#include <pqxx/row>
+#include <pqxx/transaction_base>
+
+namespace shop::infra {
+
+using events::RecordedEvent;
+
+// Stream versions start at 1; an expected version of 0 means "the stream must not exist yet".
+inline constexpr std::int64_t kNoStream = 0;
+
+// Another writer changed a stream since it was read. A normal outcome: reload and decide again.
+struct ConcurrencyConflict : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// A unique value (an e-mail, a SKU) is already claimed by someone else.
+struct UniqueClaimTaken : std::runtime_error {
+  UniqueClaimTaken(std::string s, std::string v)
+      : std::runtime_error(s + " already taken"), scope(std::move(s)), value(std::move(v)) {}
+  std::string scope, value;
+};
+
+struct PendingEvent {
+  std::string event_id;
+  std::string type;
+  int schema_version = 1;
+  std::string data;  // JSON
+};
+
+struct StreamAppend {
+  std::string stream_id;
+  std::int64_t expected_version = kNoStream;
+  std::vector<PendingEvent> events;
+};
+
+struct Metadata {
+  std::string correlation_id;
+  std::string causation_id;
+  std::optional<std::string> actor;
+  std::string occurred_at;  // RFC 3339 UTC
+};
+
+struct AppendResult {
+  std::int64_t last_position = 0;                   // global position of the last event written
+  std::map<std::string, std::int64_t> versions;     // stream -> version after the append
+};
+
+// Prepares the event store's statements on a new connection (pass to ConnectionPool).
+void prepare_event_store(pqxx::connection& c);
+
+// One database transaction of the write side. Read streams (locking them against concurrent
+// writers), claim unique values, append, commit. Destroying it without commit rolls back.
+class StoreSession {
+ public:
+  explicit StoreSession(ConnectionPool::Lease lease);
+  ~StoreSession();
+  StoreSession(const StoreSession&) = delete;
+  StoreSession& operator=(const StoreSession&) = delete;
+
+  // Locks the stream's row (if the stream exists) until commit, so that the read is not
+  // invalidated by a concurrent append. Returns the stream's current version (0 if none).
+  std::int64_t lock_stream(const std::string& stream_id);
+  // Events of a stream with a version above `after_version`, in order.
+  std::vector<RecordedEvent> read_stream(const std::string& stream_id,
+                                         std::int64_t after_version = 0);
+
+  void claim_unique(const std::string& scope, const std::string& value, const std::string& owner);
+  void release_unique(const std::string& scope, const std::string& value, const std::string& owner);
+  std::optional<std::string> unique_owner(const std::string& scope, const std::string& value);
+
+  // Appends to every stream at once or to none. Throws ConcurrencyConflict when any stream's
+  // version is not the expected one.
+  AppendResult append(const std::vector<StreamAppend>& streams, const Metadata& meta);
+
+  pqxx::transaction_base& tx();
+  void commit();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class EventStore {
+ public:
+  explicit EventStore(ConnectionPool& pool) : pool_(pool) {}
+  std::unique_ptr<StoreSession> begin() { return std::make_unique<StoreSession>(pool_.acquire()); }
+  ConnectionPool& pool() { return pool_; }
+
+ private:
+  ConnectionPool& pool_;
+};
+
+// A reader's place in the global order: the transaction id and position of the last event read.
+struct GlobalCheckpoint {
+  std::string tx = "0";  // xid8 as decimal text
+  std::int64_t position = 0;
+};
+
+struct GlobalBatch {
+  std::vector<RecordedEvent> events;
+  GlobalCheckpoint next;  // checkpoint after the last event of the batch
+};
+
+// Reads up to `limit` events after `from` in global order. Only events of transactions that have
+// ended before every still-running transaction began are returned, ordered by (transaction,
+// position): an event committed late by a long transaction is read after the ones before it,
+// never skipped, and a rolled-back transaction leaves nothing to wait for.
+// Run it in a transaction that has not written anything yet.
+GlobalBatch read_global(pqxx::transaction_base& tx, const GlobalCheckpoint& from, int limit);
+
+// Column list and row decoding shared by every query that returns whole events.
+extern const char* const kEventColumns;
+RecordedEvent event_from_row(const pqxx::row& row);
+
+}  // namespace shop::infra

@@ -1,0 +1,192 @@
+#include "shop/infra/event_store.h"
+
+#include <pqxx/pqxx>
+
+namespace shop::infra {
+
+const char* const kEventColumns =
+    "position, event_id::text, stream_id, stream_version, type, schema_version, "
+    "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+    "correlation_id::text, causation_id::text, actor::text, data::text";
+
+RecordedEvent event_from_row(const pqxx::row& row) {
+  RecordedEvent e;
+  e.position = row[0].as<std::int64_t>();
+  e.event_id = row[1].c_str();
+  e.stream_id = row[2].c_str();
+  e.stream_version = row[3].as<std::int64_t>();
+  e.type = row[4].c_str();
+  e.schema_version = row[5].as<int>();
+  e.occurred_at = row[6].c_str();
+  e.correlation_id = row[7].c_str();
+  e.causation_id = row[8].c_str();
+  if (!row[9].is_null()) e.actor = row[9].c_str();
+  e.data = row[10].c_str();
+  return e;
+}
+
+void prepare_event_store(pqxx::connection& c) {
+  c.prepare("es_lock_stream", "SELECT version FROM streams WHERE stream_id = $1 FOR UPDATE");
+  c.prepare("es_read_stream", std::string("SELECT ") + kEventColumns +
+                                  " FROM events WHERE stream_id = $1 AND stream_version > $2"
+                                  " ORDER BY stream_version");
+  // Moves every stream to its new version, but only where it still has the expected one; a
+  // stream that should exist but does not is filtered out. Fewer rows back than streams given
+  // means a conflict.
+  c.prepare("es_bump_streams", R"SQL(
+INSERT INTO streams AS s (stream_id, version)
+SELECT x.stream_id, x.version
+  FROM jsonb_to_recordset($1::jsonb) AS x(stream_id text, expected bigint, version bigint)
+ WHERE x.expected = 0 OR EXISTS (SELECT 1 FROM streams t WHERE t.stream_id = x.stream_id)
+ ORDER BY x.stream_id
+ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version
+ WHERE s.version = (SELECT y.expected
+                      FROM jsonb_to_recordset($1::jsonb) AS y(stream_id text, expected bigint)
+                     WHERE y.stream_id = EXCLUDED.stream_id)
+RETURNING s.stream_id)SQL");
+  c.prepare("es_insert_events", R"SQL(
+INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, occurred_at,
+                    correlation_id, causation_id, actor, data)
+SELECT (e.doc->>'event_id')::uuid, e.doc->>'stream_id', (e.doc->>'stream_version')::bigint,
+       e.doc->>'type', (e.doc->>'schema_version')::int, $2::timestamptz, $3::uuid, $4::uuid,
+       NULLIF($5, '')::uuid, e.doc->'data'
+  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord)
+ ORDER BY e.ord
+RETURNING position)SQL");
+  c.prepare("es_claim", "INSERT INTO unique_claims (scope, value, owner) VALUES ($1, $2, $3)");
+  c.prepare("es_release", "DELETE FROM unique_claims WHERE scope = $1 AND value = $2 AND owner = $3");
+  c.prepare("es_owner", "SELECT owner FROM unique_claims WHERE scope = $1 AND value = $2");
+}
+
+struct StoreSession::Impl {
+  explicit Impl(ConnectionPool::Lease l) : lease(std::move(l)), work(*lease) {}
+  ConnectionPool::Lease lease;
+  pqxx::work work;
+};
+
+StoreSession::StoreSession(ConnectionPool::Lease lease)
+    : impl_(std::make_unique<Impl>(std::move(lease))) {}
+StoreSession::~StoreSession() = default;
+
+pqxx::transaction_base& StoreSession::tx() { return impl_->work; }
+void StoreSession::commit() { impl_->work.commit(); }
+
+std::int64_t StoreSession::lock_stream(const std::string& stream_id) {
+  auto r = impl_->work.exec_prepared("es_lock_stream", stream_id);
+  return r.empty() ? 0 : r[0][0].as<std::int64_t>();
+}
+
+std::vector<RecordedEvent> StoreSession::read_stream(const std::string& stream_id,
+                                                     std::int64_t after_version) {
+  auto r = impl_->work.exec_prepared("es_read_stream", stream_id, after_version);
+  std::vector<RecordedEvent> out;
+  out.reserve(r.size());
+  for (const auto& row : r) out.push_back(event_from_row(row));
+  return out;
+}
+
+void StoreSession::claim_unique(const std::string& scope, const std::string& value,
+                                const std::string& owner) {
+  auto& w = impl_->work;
+  // A savepoint keeps the transaction usable when the value is taken, so the caller can answer.
+  try {
+    pqxx::subtransaction sub(w, "claim");
+    sub.exec_prepared("es_claim", scope, value, owner);
+    sub.commit();
+  } catch (const pqxx::unique_violation&) {
+    throw UniqueClaimTaken(scope, value);
+  }
+}
+
+void StoreSession::release_unique(const std::string& scope, const std::string& value,
+                                  const std::string& owner) {
+  impl_->work.exec_prepared("es_release", scope, value, owner);
+}
+
+std::optional<std::string> StoreSession::unique_owner(const std::string& scope,
+                                                      const std::string& value) {
+  auto r = impl_->work.exec_prepared("es_owner", scope, value);
+  if (r.empty()) return std::nullopt;
+  return std::string(r[0][0].c_str());
+}
+
+AppendResult StoreSession::append(const std::vector<StreamAppend>& streams, const Metadata& meta) {
+  AppendResult result;
+  rapidjson::StringBuffer sbuf, ebuf;
+  json::Writer sw(sbuf), ew(ebuf);
+  sw.StartArray();
+  ew.StartArray();
+  std::size_t stream_count = 0;
+  for (const auto& s : streams) {
+    if (s.events.empty()) continue;
+    ++stream_count;
+    const std::int64_t version = s.expected_version + static_cast<std::int64_t>(s.events.size());
+    sw.StartObject();
+    sw.Key("stream_id");
+    sw.String(s.stream_id);
+    sw.Key("expected");
+    sw.Int64(s.expected_version);
+    sw.Key("version");
+    sw.Int64(version);
+    sw.EndObject();
+    std::int64_t v = s.expected_version;
+    for (const auto& e : s.events) {
+      ew.StartObject();
+      ew.Key("event_id");
+      ew.String(e.event_id);
+      ew.Key("stream_id");
+      ew.String(s.stream_id);
+      ew.Key("stream_version");
+      ew.Int64(++v);
+      ew.Key("type");
+      ew.String(e.type);
+      ew.Key("schema_version");
+      ew.Int(e.schema_version);
+      ew.Key("data");
+      ew.RawValue(e.data.data(), e.data.size(), rapidjson::kObjectType);
+      ew.EndObject();
+    }
+    result.versions[s.stream_id] = version;
+  }
+  sw.EndArray();
+  ew.EndArray();
+  if (stream_count == 0) return result;
+
+  auto& w = impl_->work;
+  try {
+    auto bumped = w.exec_prepared("es_bump_streams", std::string(sbuf.GetString(), sbuf.GetSize()));
+    if (bumped.size() != stream_count) throw ConcurrencyConflict("stream version changed");
+    auto positions =
+        w.exec_prepared("es_insert_events", std::string(ebuf.GetString(), ebuf.GetSize()),
+                        meta.occurred_at, meta.correlation_id, meta.causation_id,
+                        meta.actor.value_or(""));
+    for (const auto& row : positions) {
+      result.last_position = std::max(result.last_position, row[0].as<std::int64_t>());
+    }
+  } catch (const pqxx::unique_violation&) {
+    // Two writers created the same new stream at once: the loser sees the unique index.
+    throw ConcurrencyConflict("stream version changed");
+  }
+  return result;
+}
+
+GlobalBatch read_global(pqxx::transaction_base& tx, const GlobalCheckpoint& from, int limit) {
+  static const std::string sql = std::string("SELECT ") + kEventColumns + R"SQL(, tx_id::text
+  FROM events
+ WHERE (tx_id, position) > ($1::xid8, $2)
+   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY tx_id, position
+ LIMIT $3)SQL";
+  auto r = tx.exec_params(sql, from.tx, from.position, limit);
+  GlobalBatch batch;
+  batch.next = from;
+  batch.events.reserve(r.size());
+  for (const auto& row : r) {
+    batch.events.push_back(event_from_row(row));
+    batch.next.tx = row[11].c_str();
+    batch.next.position = batch.events.back().position;
+  }
+  return batch;
+}
+
+}  // namespace shop::infra

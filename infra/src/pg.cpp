@@ -1,0 +1,258 @@
+#include "shop/infra/pg.h"
+
+#include <chrono>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "shop/infra/log.h"
+
+namespace shop::infra {
+
+ConnectionPool::ConnectionPool(std::string url, std::size_t size, Setup on_connect)
+    : url_(std::move(url)), on_connect_(std::move(on_connect)), size_(size == 0 ? 1 : size) {}
+
+ConnectionPool::~ConnectionPool() = default;
+
+std::unique_ptr<pqxx::connection> ConnectionPool::connect() {
+  auto c = std::make_unique<pqxx::connection>(url_);
+  {
+    pqxx::nontransaction tx(*c);
+    tx.exec("SET TIME ZONE 'UTC'");
+  }
+  if (on_connect_) on_connect_(*c);
+  return c;
+}
+
+ConnectionPool::Lease ConnectionPool::acquire() {
+  std::unique_ptr<pqxx::connection> c;
+  {
+    std::unique_lock lock(mutex_);
+    available_.wait(lock, [&] { return !idle_.empty() || outstanding_ < size_; });
+    if (!idle_.empty()) {
+      c = std::move(idle_.back());
+      idle_.pop_back();
+    }
+    ++outstanding_;
+  }
+  try {
+    if (!c || !c->is_open()) c = connect();
+  } catch (...) {
+    std::lock_guard lock(mutex_);
+    --outstanding_;
+    available_.notify_one();
+    throw;
+  }
+  return Lease(*this, std::move(c));
+}
+
+void ConnectionPool::give_back(std::unique_ptr<pqxx::connection> c) {
+  std::lock_guard lock(mutex_);
+  --outstanding_;
+  if (c && c->is_open()) idle_.push_back(std::move(c));
+  available_.notify_one();
+}
+
+ConnectionPool::Lease::Lease(ConnectionPool& pool, std::unique_ptr<pqxx::connection> c)
+    : pool_(&pool), conn_(std::move(c)) {}
+ConnectionPool::Lease::Lease(Lease&& other) noexcept
+    : pool_(other.pool_), conn_(std::move(other.conn_)) {
+  other.pool_ = nullptr;
+}
+ConnectionPool::Lease::~Lease() {
+  if (pool_) pool_->give_back(std::move(conn_));
+}
+
+void wait_for_database(const std::string& database_url, int timeout_seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  for (;;) {
+    try {
+      pqxx::connection c(database_url);
+      return;
+    } catch (const std::exception& e) {
+      if (std::chrono::steady_clock::now() > deadline) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+}
+
+namespace {
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+// Each migration runs once, in its own transaction, in order. Never edit one that has shipped:
+// add the next.
+const Migration kMigrations[] = {
+    {1, "event store", R"SQL(
+CREATE TABLE events (
+  position        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  -- The appending transaction's id: readers only see events of transactions older than every
+  -- transaction still running, so no reader ever passes an event that commits later.
+  tx_id           xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  event_id        uuid NOT NULL UNIQUE,
+  stream_id       text NOT NULL,
+  stream_version  bigint NOT NULL,
+  type            text NOT NULL,
+  schema_version  int NOT NULL,
+  occurred_at     timestamptz NOT NULL,
+  correlation_id  uuid NOT NULL,
+  causation_id    uuid NOT NULL,
+  actor           uuid,
+  data            jsonb NOT NULL,
+  UNIQUE (stream_id, stream_version)
+);
+CREATE INDEX events_global_order ON events (tx_id, position);
+CREATE INDEX events_occurred_at ON events (occurred_at);
+
+-- One row per stream with its current version: the expected-version check and the row lock that
+-- serialises writers of one stream.
+CREATE TABLE streams (
+  stream_id text PRIMARY KEY,
+  version   bigint NOT NULL
+);
+
+-- Values that must be unique across streams (e-mail addresses, SKUs), claimed in the same
+-- transaction as the events that introduce them.
+CREATE TABLE unique_claims (
+  scope text NOT NULL,
+  value text NOT NULL,
+  owner text NOT NULL,
+  PRIMARY KEY (scope, value)
+);
+
+-- Secrets are not events: password hashes live beside the log, written in the same transaction.
+CREATE TABLE user_credentials (
+  user_id       uuid PRIMARY KEY,
+  password_hash text NOT NULL
+);
+
+-- Idempotency keys, kept with the events they produced: a repeated request gets the first answer.
+CREATE TABLE idempotency_keys (
+  scope        text NOT NULL,
+  key          text NOT NULL,
+  request_hash text NOT NULL,
+  status       int NOT NULL,
+  response     text NOT NULL,
+  position     bigint NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (scope, key)
+);
+
+CREATE SEQUENCE order_numbers START 100001;
+)SQL"},
+    {2, "read models", R"SQL(
+CREATE TABLE rm_checkpoints (
+  name          text PRIMARY KEY,
+  last_tx       xid8 NOT NULL,
+  last_position bigint NOT NULL,
+  max_position  bigint NOT NULL,
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE rm_categories (
+  id         uuid PRIMARY KEY,
+  name       text NOT NULL,
+  parent_id  uuid,
+  created_at timestamptz NOT NULL
+);
+
+CREATE TABLE rm_products (
+  id           uuid PRIMARY KEY,
+  name         text NOT NULL,
+  description  text NOT NULL,
+  sku          text NOT NULL,
+  category_id  uuid NOT NULL,
+  price        bigint NOT NULL,
+  stock        bigint NOT NULL,
+  discontinued boolean NOT NULL DEFAULT false,
+  created_at   timestamptz NOT NULL,
+  updated_at   timestamptz NOT NULL,
+  search       tsvector GENERATED ALWAYS AS
+                 (to_tsvector('simple', name || ' ' || sku || ' ' || description)) STORED
+);
+CREATE INDEX rm_products_price ON rm_products (price, id) WHERE NOT discontinued;
+CREATE INDEX rm_products_name ON rm_products (name, id) WHERE NOT discontinued;
+CREATE INDEX rm_products_created ON rm_products (created_at, id) WHERE NOT discontinued;
+CREATE INDEX rm_products_category ON rm_products (category_id) WHERE NOT discontinued;
+CREATE INDEX rm_products_search ON rm_products USING gin (search);
+
+CREATE TABLE rm_users (
+  id         uuid PRIMARY KEY,
+  email      text NOT NULL,
+  name       text NOT NULL,
+  roles      text[] NOT NULL,
+  created_at timestamptz NOT NULL
+);
+
+CREATE TABLE rm_cart_items (
+  user_id    uuid NOT NULL,
+  product_id uuid NOT NULL,
+  name       text NOT NULL,
+  unit_price bigint NOT NULL,
+  quantity   bigint NOT NULL,
+  added_at   timestamptz NOT NULL,
+  PRIMARY KEY (user_id, product_id)
+);
+
+CREATE TABLE rm_orders (
+  id             uuid PRIMARY KEY,
+  order_number   text NOT NULL,
+  user_id        uuid NOT NULL,
+  status         text NOT NULL,
+  total          bigint NOT NULL,
+  currency       text NOT NULL,
+  items          jsonb NOT NULL,
+  status_history jsonb NOT NULL,
+  payment        jsonb,
+  shipment       jsonb,
+  created_at     timestamptz NOT NULL,
+  updated_at     timestamptz NOT NULL
+);
+CREATE INDEX rm_orders_user ON rm_orders (user_id, created_at DESC, id DESC);
+CREATE INDEX rm_orders_all ON rm_orders (created_at DESC, id DESC);
+
+CREATE TABLE rm_payments (
+  id       uuid PRIMARY KEY,
+  order_id uuid NOT NULL
+);
+)SQL"},
+};
+}  // namespace
+
+void migrate(const std::string& database_url) {
+  pqxx::connection c(database_url);
+  {
+    pqxx::work tx(c);
+    tx.exec("SELECT pg_advisory_lock(7340912)");
+    tx.commit();
+  }
+  try {
+    {
+      pqxx::work tx(c);
+      tx.exec(
+          "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT "
+          "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+      tx.commit();
+    }
+    for (const auto& m : kMigrations) {
+      pqxx::work tx(c);
+      auto r = tx.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version);
+      if (!r.empty()) continue;
+      tx.exec(m.sql);
+      tx.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                     m.name);
+      tx.commit();
+      log::info("applied migration {} ({})", m.version, m.name);
+    }
+  } catch (...) {
+    pqxx::nontransaction tx(c);
+    tx.exec("SELECT pg_advisory_unlock(7340912)");
+    throw;
+  }
+  pqxx::nontransaction tx(c);
+  tx.exec("SELECT pg_advisory_unlock(7340912)");
+}
+
+}  // namespace shop::infra
