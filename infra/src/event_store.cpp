@@ -27,6 +27,7 @@ RecordedEvent event_from_row(const pqxx::row& row) {
 
 void prepare_event_store(pqxx::connection& c) {
   c.prepare("es_lock_stream", "SELECT version FROM streams WHERE stream_id = $1 FOR UPDATE");
+  c.prepare("es_stream_version", "SELECT version FROM streams WHERE stream_id = $1");
   c.prepare("es_read_stream", std::string("SELECT ") + kEventColumns +
                                   " FROM events WHERE stream_id = $1 AND stream_version > $2"
                                   " ORDER BY stream_version");
@@ -52,7 +53,7 @@ SELECT (e.doc->>'event_id')::uuid, e.doc->>'stream_id', (e.doc->>'stream_version
        NULLIF($5, '')::uuid, e.doc->'data'
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord)
  ORDER BY e.ord
-RETURNING position)SQL");
+RETURNING position, stream_id)SQL");
   c.prepare("es_claim", "INSERT INTO unique_claims (scope, value, owner) VALUES ($1, $2, $3)");
   c.prepare("es_release", "DELETE FROM unique_claims WHERE scope = $1 AND value = $2 AND owner = $3");
   c.prepare("es_owner", "SELECT owner FROM unique_claims WHERE scope = $1 AND value = $2");
@@ -68,11 +69,11 @@ StoreSession::StoreSession(ConnectionPool::Lease lease)
     : impl_(std::make_unique<Impl>(std::move(lease))) {}
 StoreSession::~StoreSession() = default;
 
-pqxx::transaction_base& StoreSession::tx() { return impl_->work; }
+pqxx::dbtransaction& StoreSession::tx() { return impl_->work; }
 void StoreSession::commit() { impl_->work.commit(); }
 
-std::int64_t StoreSession::lock_stream(const std::string& stream_id) {
-  auto r = impl_->work.exec_prepared("es_lock_stream", stream_id);
+std::int64_t StoreSession::stream_version(const std::string& stream_id, bool lock) {
+  auto r = impl_->work.exec_prepared(lock ? "es_lock_stream" : "es_stream_version", stream_id);
   return r.empty() ? 0 : r[0][0].as<std::int64_t>();
 }
 
@@ -161,7 +162,10 @@ AppendResult StoreSession::append(const std::vector<StreamAppend>& streams, cons
                         meta.occurred_at, meta.correlation_id, meta.causation_id,
                         meta.actor.value_or(""));
     for (const auto& row : positions) {
-      result.last_position = std::max(result.last_position, row[0].as<std::int64_t>());
+      const auto position = row[0].as<std::int64_t>();
+      result.last_position = std::max(result.last_position, position);
+      auto& last = result.positions[row[1].c_str()];
+      last = std::max(last, position);
     }
   } catch (const pqxx::unique_violation&) {
     // Two writers created the same new stream at once: the loser sees the unique index.

@@ -212,11 +212,6 @@ CREATE TABLE rm_orders (
 );
 CREATE INDEX rm_orders_user ON rm_orders (user_id, created_at DESC, id DESC);
 CREATE INDEX rm_orders_all ON rm_orders (created_at DESC, id DESC);
-
-CREATE TABLE rm_payments (
-  id       uuid PRIMARY KEY,
-  order_id uuid NOT NULL
-);
 )SQL"},
 };
 }  // namespace

@@ -14,6 +14,7 @@
 #include "shop/infra/pg.h"
 
 #include <pqxx/row>
+#include <pqxx/dbtransaction>
 #include <pqxx/transaction_base>
 
 namespace shop::infra {
@@ -57,6 +58,7 @@ struct Metadata {
 struct AppendResult {
   std::int64_t last_position = 0;                   // global position of the last event written
   std::map<std::string, std::int64_t> versions;     // stream -> version after the append
+  std::map<std::string, std::int64_t> positions;    // stream -> position of its last new event
 };
 
 // Prepares the event store's statements on a new connection (pass to ConnectionPool).
@@ -71,9 +73,9 @@ class StoreSession {
   StoreSession(const StoreSession&) = delete;
   StoreSession& operator=(const StoreSession&) = delete;
 
-  // Locks the stream's row (if the stream exists) until commit, so that the read is not
-  // invalidated by a concurrent append. Returns the stream's current version (0 if none).
-  std::int64_t lock_stream(const std::string& stream_id);
+  // The stream's current version (0 if none). With `lock`, also locks the stream's row (if the
+  // stream exists) until commit, so that no concurrent append can invalidate what is read next.
+  std::int64_t stream_version(const std::string& stream_id, bool lock);
   // Events of a stream with a version above `after_version`, in order.
   std::vector<RecordedEvent> read_stream(const std::string& stream_id,
                                          std::int64_t after_version = 0);
@@ -86,7 +88,7 @@ class StoreSession {
   // version is not the expected one.
   AppendResult append(const std::vector<StreamAppend>& streams, const Metadata& meta);
 
-  pqxx::transaction_base& tx();
+  pqxx::dbtransaction& tx();
   void commit();
 
  private:

@@ -1,0 +1,131 @@
+// The write side's application service: loads aggregate states from the event store, asks the
+// pure domain to decide, and appends the resulting events atomically. It knows nothing of HTTP;
+// the HTTP layer (http_api.h) and shopctl both call it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shop/domain/aggregates.h"
+#include "shop/events/types.h"
+#include "shop/infra/crypto.h"
+#include "shop/infra/event_store.h"
+
+namespace shop::command {
+
+// A domain rule refused the command (code as in domain::DomainError). Mapped to HTTP in one
+// place: errors.cpp.
+struct CommandRejected : std::runtime_error {
+  explicit CommandRejected(domain::DomainError e)
+      : std::runtime_error(e.message), error(std::move(e)) {}
+  domain::DomainError error;
+};
+
+// Who sent the command and why: becomes the events' metadata.
+struct Context {
+  std::optional<std::string> actor;  // user id
+  std::string correlation_id;        // from the request, or new
+  std::string causation_id;          // the command's own id
+  static Context make(std::optional<std::string> actor,
+                      std::optional<std::string> correlation = std::nullopt);
+};
+
+// The answer to every successful command.
+struct Written {
+  std::string id;                 // the aggregate the command was about
+  std::int64_t version = 0;       // its stream version afterwards
+  std::int64_t position = 0;      // global position of the last event written (or of the
+                                  // aggregate's last event when nothing had to change)
+};
+
+struct Tokens {
+  std::string access, refresh;
+  long long expires_in = 0;
+};
+
+struct OrderPlacedResult {
+  std::string order_id, order_number, currency;
+  std::int64_t total = 0, position = 0;
+  bool replayed = false;  // answered from a stored idempotency key
+};
+
+struct PaymentStarted {
+  std::string payment_id;
+  std::int64_t amount = 0, position = 0;
+  std::string currency;
+};
+
+struct PaymentSettled {
+  std::string payment_id, status;  // initiated | captured | failed
+  std::int64_t position = 0;
+};
+
+struct ServiceOptions {
+  std::string currency = "USD";
+  long long access_ttl_seconds = 900;
+  long long refresh_ttl_seconds = 14 * 24 * 3600;
+  int max_attempts = 25;  // per command, on concurrency conflicts
+};
+
+class CommandService {
+ public:
+  CommandService(infra::EventStore& store, const infra::JwtCodec& jwt, const Clock& clock,
+                 ServiceOptions options);
+  ~CommandService();
+
+  // identity
+  Written register_user(const std::string& email, const std::string& password,
+                        const std::string& name, const std::vector<std::string>& roles,
+                        const Context& ctx);
+  Tokens login(const std::string& email, const std::string& password);
+  std::optional<domain::UserState> find_user_by_email(const std::string& email);
+
+  // catalog (staff)
+  Written create_category(const domain::CreateCategory& c, const Context& ctx);
+  Written create_product(const domain::CreateProduct& c, const Context& ctx);
+  // expected_version: If-Match; nullopt = any. absolute_stock: sets stock (as an adjustment).
+  Written update_product(const std::string& id, const domain::UpdateProduct& c,
+                         std::optional<std::int64_t> absolute_stock,
+                         std::optional<std::int64_t> expected_version, const Context& ctx);
+  Written adjust_stock(const std::string& id, std::int64_t delta, const Context& ctx,
+                       std::int64_t* stock_after = nullptr);
+  Written discontinue_product(const std::string& id, std::optional<std::int64_t> expected_version,
+                              const Context& ctx);
+
+  // cart (customer)
+  Written add_cart_item(const std::string& user_id, const std::string& product_id,
+                        std::int64_t quantity, const Context& ctx,
+                        std::int64_t* line_quantity = nullptr);
+  Written change_cart_item(const std::string& user_id, const std::string& product_id,
+                           std::int64_t quantity, const Context& ctx);
+  Written remove_cart_item(const std::string& user_id, const std::string& product_id,
+                           const Context& ctx);
+
+  // orders
+  OrderPlacedResult place_order(const std::string& user_id,
+                                const std::optional<std::string>& idempotency_key,
+                                const Context& ctx);
+  // `as_staff` may act on any order; a customer only on their own (else not_found).
+  Written cancel_order(const std::string& order_id, const std::string& user_id, bool as_staff,
+                       const std::string& reason, const Context& ctx);
+  Written ship_order(const std::string& order_id, const domain::ShipOrder& c, const Context& ctx);
+  Written deliver_order(const std::string& order_id, const Context& ctx);
+
+  // payments
+  PaymentStarted start_payment(const std::string& order_id, const std::string& user_id,
+                               bool as_staff, const std::string& provider, const Context& ctx);
+  PaymentSettled settle_payment(const std::string& payment_id, const domain::SettlePayment& c,
+                                const Context& ctx);
+
+  const ServiceOptions& options() const { return options_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  ServiceOptions options_;
+};
+
+}  // namespace shop::command

@@ -1,0 +1,644 @@
+#include "shop/command/service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "shop/infra/log.h"
+
+namespace shop::command {
+
+using domain::Decision;
+using domain::Events;
+using events::Event;
+namespace ev = shop::events;
+
+Context Context::make(std::optional<std::string> actor, std::optional<std::string> correlation) {
+  Context c;
+  c.actor = std::move(actor);
+  c.causation_id = new_uuid();
+  c.correlation_id = correlation && is_uuid(*correlation) ? *correlation : c.causation_id;
+  return c;
+}
+
+namespace {
+
+[[noreturn]] void reject(domain::DomainError e) { throw CommandRejected(std::move(e)); }
+
+std::string normalize_email(std::string email) {
+  email.erase(0, email.find_first_not_of(" \t"));
+  email.erase(email.find_last_not_of(" \t") + 1);
+  for (auto& ch : email) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return email;
+}
+
+// States of recently used streams, with the version and position they were folded up to. A load
+// always asks the store for the stream's current version and reads only the events after the
+// cached one, so the cache is never stale; it only saves re-reading long streams (a popular
+// product's stock reservations).
+template <class State>
+class StateCache {
+ public:
+  struct Entry {
+    State state;
+    std::int64_t version = 0;
+    std::int64_t position = 0;
+  };
+  std::optional<Entry> get(const std::string& stream) {
+    std::lock_guard lock(mutex_);
+    auto it = map_.find(stream);
+    if (it == map_.end()) return std::nullopt;
+    return it->second;
+  }
+  void put(const std::string& stream, Entry e) {
+    std::lock_guard lock(mutex_);
+    if (map_.size() >= kMaxEntries) map_.clear();
+    auto& slot = map_[stream];
+    if (e.version >= slot.version) slot = std::move(e);
+  }
+
+ private:
+  static constexpr std::size_t kMaxEntries = 200000;
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> map_;
+};
+
+template <class State>
+struct Loaded {
+  std::string stream;
+  State state{};
+  std::int64_t version = 0;
+  std::int64_t position = 0;
+};
+
+// One attempt at a command: the streams it loaded (with the versions to expect), the append,
+// and the cache updates that follow a successful commit.
+class Unit {
+ public:
+  Unit(infra::StoreSession& s, const Context& ctx, const Clock& clock) : session_(s) {
+    meta_.actor = ctx.actor;
+    meta_.correlation_id = ctx.correlation_id;
+    meta_.causation_id = ctx.causation_id;
+    meta_.occurred_at = format_time(clock.now());
+  }
+
+  template <class State>
+  Loaded<State> load(StateCache<State>& cache, const std::string& stream, bool lock) {
+    Loaded<State> out;
+    out.stream = stream;
+    const std::int64_t current = session_.stream_version(stream, lock);
+    if (auto cached = cache.get(stream); cached && cached->version <= current) {
+      out.state = std::move(cached->state);
+      out.version = cached->version;
+      out.position = cached->position;
+    }
+    if (out.version < current) {
+      for (const auto& e : session_.read_stream(stream, out.version)) {
+        out.state = domain::evolve(std::move(out.state), e.decode());
+        out.version = e.stream_version;
+        out.position = e.position;
+      }
+      cache.put(stream, {out.state, out.version, out.position});
+    }
+    expected_[stream] = out.version;
+    after_commit_[stream] = [&cache, stream, loaded = out](const std::vector<const Event*>& evs,
+                                                           std::int64_t version,
+                                                           std::int64_t position) {
+      auto state = loaded.state;
+      for (const auto* e : evs) state = domain::evolve(std::move(state), *e);
+      cache.put(stream, {std::move(state), version, position});
+    };
+    return out;
+  }
+
+  // Appends the events, each to its own stream, in one transaction. Every stream written must
+  // have been loaded first (that is where its expected version comes from).
+  infra::AppendResult append(Events evs) {
+    if (!appended_.empty()) throw std::logic_error("one append per unit");
+    appended_ = std::move(evs);
+    std::vector<infra::StreamAppend> appends;
+    for (const auto& e : appended_) {
+      const std::string stream = ev::stream_of(e);
+      auto it = std::find_if(appends.begin(), appends.end(),
+                             [&](const auto& a) { return a.stream_id == stream; });
+      if (it == appends.end()) {
+        auto exp = expected_.find(stream);
+        if (exp == expected_.end()) {
+          throw std::logic_error("append to a stream that was not loaded: " + stream);
+        }
+        appends.push_back({stream, exp->second, {}});
+        it = appends.end() - 1;
+      }
+      it->events.push_back({new_uuid(), std::string(ev::type_of(e)), ev::schema_version_of(e),
+                            ev::data_of(e)});
+      by_stream_[stream].push_back(&e);
+    }
+    result_ = session_.append(appends, meta_);
+    return result_;
+  }
+
+  void commit() {
+    session_.commit();
+    for (const auto& [stream, evs] : by_stream_) {
+      auto it = after_commit_.find(stream);
+      if (it != after_commit_.end()) {
+        it->second(evs, result_.versions.at(stream), result_.positions.at(stream));
+      }
+    }
+  }
+
+  infra::StoreSession& session() { return session_; }
+
+ private:
+  infra::StoreSession& session_;
+  infra::Metadata meta_;
+  std::map<std::string, std::int64_t> expected_;
+  std::map<std::string, std::function<void(const std::vector<const Event*>&, std::int64_t,
+                                           std::int64_t)>>
+      after_commit_;
+  Events appended_;  // owns the events that by_stream_ points into
+  std::map<std::string, std::vector<const Event*>> by_stream_;
+  infra::AppendResult result_;
+};
+
+template <class State>
+Written written(const Loaded<State>& l, const infra::AppendResult& r, const std::string& id) {
+  Written w{id, l.version, l.position};
+  if (auto it = r.versions.find(l.stream); it != r.versions.end()) {
+    w.version = it->second;
+    w.position = r.positions.at(l.stream);
+  }
+  return w;
+}
+
+Events checked(Decision d) {
+  if (!d.ok()) reject(d.error());
+  return std::move(d.value());
+}
+
+struct IdempotentReplay {};
+
+}  // namespace
+
+struct CommandService::Impl {
+  Impl(infra::EventStore& s, const infra::JwtCodec& j, const Clock& c)
+      : store(s), jwt(j), clock(c) {}
+  infra::EventStore& store;
+  const infra::JwtCodec& jwt;
+  const Clock& clock;
+  int max_attempts = 25;
+  StateCache<domain::UserState> users;
+  StateCache<domain::CategoryState> categories;
+  StateCache<domain::ProductState> products;
+  StateCache<domain::CartState> carts;
+  StateCache<domain::OrderState> orders;
+  StateCache<domain::PaymentState> payments;
+  std::string dummy_hash;  // verified against when an e-mail is unknown, so timing says nothing
+
+  // Runs one attempt after another while the store reports a concurrent change.
+  template <class F>
+  auto retrying(F&& attempt) -> decltype(attempt()) {
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    for (int n = 1;; ++n) {
+      try {
+        return attempt();
+      } catch (const infra::ConcurrencyConflict&) {
+        if (n >= max_attempts) reject({"concurrency_conflict", "too many concurrent changes"});
+      } catch (const pqxx::transaction_rollback&) {  // deadlock or serialization failure
+        if (n >= max_attempts) reject({"concurrency_conflict", "too many concurrent changes"});
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % (200u * std::min(n, 10))));
+    }
+  }
+
+  std::map<std::string, domain::ProductState> load_products(Unit& u,
+                                                            std::vector<std::string> ids) {
+    std::sort(ids.begin(), ids.end());  // one lock order for every command: no deadlocks
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    std::map<std::string, domain::ProductState> out;
+    for (const auto& id : ids) out[id] = u.load(products, ev::stream("product", id), true).state;
+    return out;
+  }
+};
+
+CommandService::CommandService(infra::EventStore& store, const infra::JwtCodec& jwt,
+                               const Clock& clock, ServiceOptions options)
+    : impl_(std::make_unique<Impl>(store, jwt, clock)), options_(std::move(options)) {
+  impl_->max_attempts = options_.max_attempts;
+  impl_->dummy_hash = infra::hash_password(new_uuid());
+}
+
+CommandService::~CommandService() = default;
+
+// ---------------------------------------------------------------------------------- identity
+
+Written CommandService::register_user(const std::string& email_in, const std::string& password,
+                                      const std::string& name,
+                                      const std::vector<std::string>& roles, const Context& ctx) {
+  const std::string email = normalize_email(email_in);
+  const std::string hash = infra::hash_password(password);  // slow on purpose: outside the lock
+  const std::string user_id = new_uuid();
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    try {
+      s->claim_unique("email", email, user_id);
+    } catch (const infra::UniqueClaimTaken&) {
+      reject({"email_taken", "an account with this e-mail already exists"});
+    }
+    auto user = u.load(impl_->users, ev::stream("user", user_id), true);
+    auto evs = checked(domain::decide(user.state, domain::RegisterUser{user_id, email, name, roles}));
+    auto r = u.append(evs);
+    s->tx().exec_params("INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)",
+                        user_id, hash);
+    u.commit();
+    return written(user, r, user_id);
+  });
+}
+
+std::optional<domain::UserState> CommandService::find_user_by_email(const std::string& email) {
+  auto s = impl_->store.begin();
+  auto owner = s->unique_owner("email", normalize_email(email));
+  if (!owner) return std::nullopt;
+  Context ctx = Context::make(std::nullopt);
+  Unit u(*s, ctx, impl_->clock);
+  auto user = u.load(impl_->users, ev::stream("user", *owner), false);
+  if (!user.state.exists) return std::nullopt;
+  return user.state;
+}
+
+Tokens CommandService::login(const std::string& email, const std::string& password) {
+  std::optional<std::string> user_id;
+  std::string hash = impl_->dummy_hash;
+  domain::UserState user;
+  {
+    auto s = impl_->store.begin();
+    user_id = s->unique_owner("email", normalize_email(email));
+    if (user_id) {
+      auto r = s->tx().exec_params("SELECT password_hash FROM user_credentials WHERE user_id = $1",
+                                   *user_id);
+      if (!r.empty()) hash = r[0][0].c_str();
+      Context ctx = Context::make(std::nullopt);
+      Unit u(*s, ctx, impl_->clock);
+      user = u.load(impl_->users, ev::stream("user", *user_id), false).state;
+    }
+  }
+  // Verify even when the e-mail is unknown, so that both answers take the same time.
+  const bool ok = infra::verify_password(password, hash);
+  if (!ok || !user_id || !user.exists) {
+    reject({"invalid_credentials", "e-mail or password is wrong"});
+  }
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(impl_->clock.now().time_since_epoch())
+          .count();
+  Tokens t;
+  t.access = impl_->jwt.sign({user.id, user.roles, "access", new_uuid(),
+                              now + options_.access_ttl_seconds});
+  t.refresh = impl_->jwt.sign({user.id, user.roles, "refresh", new_uuid(),
+                               now + options_.refresh_ttl_seconds});
+  t.expires_in = options_.access_ttl_seconds;
+  return t;
+}
+
+// ----------------------------------------------------------------------------------- catalog
+
+Written CommandService::create_category(const domain::CreateCategory& c, const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    domain::CategoryState parent;
+    if (c.parent_id) {
+      parent = u.load(impl_->categories, ev::stream("category", *c.parent_id), false).state;
+    }
+    auto self = u.load(impl_->categories, ev::stream("category", c.category_id), true);
+    auto r = u.append(checked(domain::decide(self.state, c, parent)));
+    u.commit();
+    return written(self, r, c.category_id);
+  });
+}
+
+Written CommandService::create_product(const domain::CreateProduct& c, const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto category = u.load(impl_->categories, ev::stream("category", c.category_id), false);
+    auto self = u.load(impl_->products, ev::stream("product", c.product_id), true);
+    auto evs = checked(domain::decide(self.state, c, category.state));
+    try {
+      s->claim_unique("sku", c.sku, c.product_id);
+    } catch (const infra::UniqueClaimTaken&) {
+      reject({"sku_taken", "another product already has SKU " + c.sku});
+    }
+    auto r = u.append(evs);
+    u.commit();
+    return written(self, r, c.product_id);
+  });
+}
+
+namespace {
+void check_version(std::optional<std::int64_t> expected, std::int64_t actual) {
+  if (expected && *expected != actual) {
+    reject({"version_mismatch", "the resource has changed (version " + std::to_string(actual) +
+                                    ", If-Match " + std::to_string(*expected) + ")"});
+  }
+}
+}  // namespace
+
+Written CommandService::update_product(const std::string& id, const domain::UpdateProduct& c,
+                                       std::optional<std::int64_t> absolute_stock,
+                                       std::optional<std::int64_t> expected_version,
+                                       const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto self = u.load(impl_->products, ev::stream("product", id), true);
+    if (!self.state.exists || self.state.discontinued) reject({"not_found", "product not found"});
+    check_version(expected_version, self.version);
+    domain::CategoryState category;
+    if (c.category_id) {
+      category = u.load(impl_->categories, ev::stream("category", *c.category_id), false).state;
+    }
+    auto evs = checked(domain::decide(self.state, c, category));
+    if (absolute_stock) {
+      auto after = self.state;
+      for (const auto& e : evs) after = domain::evolve(std::move(after), e);
+      for (auto& e : checked(domain::decide(after, domain::AdjustStock{*absolute_stock -
+                                                                         after.stock}))) {
+        evs.push_back(std::move(e));
+      }
+    }
+    if (c.sku && *c.sku != self.state.sku) {
+      s->release_unique("sku", self.state.sku, id);
+      try {
+        s->claim_unique("sku", *c.sku, id);
+      } catch (const infra::UniqueClaimTaken&) {
+        reject({"sku_taken", "another product already has SKU " + *c.sku});
+      }
+    }
+    auto r = u.append(evs);
+    u.commit();
+    return written(self, r, id);
+  });
+}
+
+Written CommandService::adjust_stock(const std::string& id, std::int64_t delta, const Context& ctx,
+                                     std::int64_t* stock_after) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto self = u.load(impl_->products, ev::stream("product", id), true);
+    auto evs = checked(domain::decide(self.state, domain::AdjustStock{delta}));
+    auto r = u.append(evs);
+    u.commit();
+    if (stock_after) *stock_after = self.state.stock + delta;
+    return written(self, r, id);
+  });
+}
+
+Written CommandService::discontinue_product(const std::string& id,
+                                            std::optional<std::int64_t> expected_version,
+                                            const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto self = u.load(impl_->products, ev::stream("product", id), true);
+    if (self.state.exists) check_version(expected_version, self.version);
+    auto r = u.append(checked(domain::decide(self.state, domain::DiscontinueProduct{})));
+    u.commit();
+    return written(self, r, id);
+  });
+}
+
+// -------------------------------------------------------------------------------------- cart
+
+Written CommandService::add_cart_item(const std::string& user_id, const std::string& product_id,
+                                      std::int64_t quantity, const Context& ctx,
+                                      std::int64_t* line_quantity) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
+    // The product is only read: carts never lock products, so a popular product does not
+    // serialise everyone's add-to-cart.
+    auto product = u.load(impl_->products, ev::stream("product", product_id), false);
+    auto evs = checked(domain::decide(cart.state, domain::AddCartItem{user_id, product_id, quantity},
+                                      product.state));
+    auto r = u.append(evs);
+    u.commit();
+    if (line_quantity) *line_quantity = std::get<ev::CartItemAdded>(evs.front()).line_quantity;
+    return written(cart, r, user_id);
+  });
+}
+
+Written CommandService::change_cart_item(const std::string& user_id, const std::string& product_id,
+                                         std::int64_t quantity, const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
+    auto product = u.load(impl_->products, ev::stream("product", product_id), false);
+    auto r = u.append(checked(domain::decide(
+        cart.state, domain::ChangeCartItemQuantity{user_id, product_id, quantity}, product.state)));
+    u.commit();
+    return written(cart, r, user_id);
+  });
+}
+
+Written CommandService::remove_cart_item(const std::string& user_id, const std::string& product_id,
+                                         const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
+    auto r = u.append(
+        checked(domain::decide(cart.state, domain::RemoveCartItem{user_id, product_id})));
+    u.commit();
+    return written(cart, r, user_id);
+  });
+}
+
+// ------------------------------------------------------------------------------------ orders
+
+namespace {
+constexpr const char* kIdempotencyScope = "orders";
+
+std::optional<OrderPlacedResult> stored_checkout(pqxx::transaction_base& tx,
+                                                 const std::string& user_id,
+                                                 const std::string& key) {
+  auto r = tx.exec_params(
+      "SELECT response FROM idempotency_keys WHERE scope = $1 AND key = $2 AND position > 0",
+      std::string(kIdempotencyScope) + ":" + user_id, key);
+  if (r.empty()) return std::nullopt;
+  json::Document d;
+  if (!json::parse(r[0][0].c_str(), d).empty()) return std::nullopt;
+  OrderPlacedResult out;
+  out.order_id = json::get_string(d, "order_id");
+  out.order_number = json::get_string(d, "order_number");
+  out.currency = json::get_string(d, "currency");
+  out.total = json::get_int(d, "total");
+  out.position = json::get_int(d, "position");
+  out.replayed = true;
+  return out;
+}
+}  // namespace
+
+OrderPlacedResult CommandService::place_order(const std::string& user_id,
+                                              const std::optional<std::string>& key,
+                                              const Context& ctx) {
+  const std::string scope = std::string(kIdempotencyScope) + ":" + user_id;
+  for (;;) {
+    if (key) {
+      auto s = impl_->store.begin();
+      if (auto stored = stored_checkout(s->tx(), user_id, *key)) return *stored;
+    }
+    try {
+      return impl_->retrying([&] {
+        auto s = impl_->store.begin();
+        Unit u(*s, ctx, impl_->clock);
+        if (key) {
+          // Taking the key first makes a concurrent request with the same key wait for this
+          // one and then answer with its result.
+          try {
+            pqxx::subtransaction sub(s->tx(), "idem");
+            sub.exec_params(
+                "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, "
+                "position) VALUES ($1, $2, 'POST /api/orders', 0, '', 0)",
+                scope, *key);
+            sub.commit();
+          } catch (const pqxx::unique_violation&) {
+            throw IdempotentReplay{};
+          }
+        }
+        auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
+        std::vector<std::string> ids;
+        for (const auto& line : cart.state.lines) ids.push_back(line.product_id);
+        auto products = impl_->load_products(u, ids);
+        const std::string order_id = new_uuid();
+        const auto seq = s->tx().exec("SELECT nextval('order_numbers')")[0][0].as<std::int64_t>();
+        const std::string number = "SO-" + std::to_string(seq);
+        auto evs = checked(domain::decide(
+            cart.state, domain::PlaceOrder{order_id, number, user_id, options_.currency},
+            products));
+        u.load(impl_->orders, ev::stream("order", order_id), false);
+        auto r = u.append(evs);
+        const auto& placed = std::get<ev::OrderPlaced>(evs.front());
+        OrderPlacedResult out{order_id, number, options_.currency, placed.total, r.last_position,
+                              false};
+        if (key) {
+          rapidjson::StringBuffer buf;
+          json::Writer w(buf);
+          w.StartObject();
+          w.Key("order_id");
+          w.String(out.order_id);
+          w.Key("order_number");
+          w.String(out.order_number);
+          w.Key("currency");
+          w.String(out.currency);
+          w.Key("total");
+          w.Int64(out.total);
+          w.Key("position");
+          w.Int64(out.position);
+          w.EndObject();
+          s->tx().exec_params(
+              "UPDATE idempotency_keys SET status = 201, response = $3, position = $4 "
+              "WHERE scope = $1 AND key = $2",
+              scope, *key, std::string(buf.GetString(), buf.GetSize()), out.position);
+        }
+        u.commit();
+        return out;
+      });
+    } catch (const IdempotentReplay&) {
+      // Another request with this key finished first: loop to answer with its stored result
+      // (or, if it failed and stored nothing, to try again).
+    }
+  }
+}
+
+Written CommandService::cancel_order(const std::string& order_id, const std::string& user_id,
+                                     bool as_staff, const std::string& reason,
+                                     const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
+    if (!order.state.exists || (!as_staff && order.state.user_id != user_id)) {
+      reject({"not_found", "order not found"});
+    }
+    std::vector<std::string> ids;
+    for (const auto& line : order.state.lines) ids.push_back(line.product_id);
+    auto products = impl_->load_products(u, ids);
+    auto r = u.append(checked(domain::decide(
+        order.state, domain::CancelOrder{reason.empty() ? "cancelled by customer" : reason},
+        products)));
+    u.commit();
+    return written(order, r, order_id);
+  });
+}
+
+Written CommandService::ship_order(const std::string& order_id, const domain::ShipOrder& c,
+                                   const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
+    auto r = u.append(checked(domain::decide(order.state, c)));
+    u.commit();
+    return written(order, r, order_id);
+  });
+}
+
+Written CommandService::deliver_order(const std::string& order_id, const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
+    auto r = u.append(checked(domain::decide(order.state, domain::DeliverOrder{})));
+    u.commit();
+    return written(order, r, order_id);
+  });
+}
+
+// ---------------------------------------------------------------------------------- payments
+
+PaymentStarted CommandService::start_payment(const std::string& order_id,
+                                             const std::string& user_id, bool as_staff,
+                                             const std::string& provider, const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
+    if (!order.state.exists || (!as_staff && order.state.user_id != user_id)) {
+      reject({"not_found", "order not found"});
+    }
+    const std::string payment_id = new_uuid();
+    auto evs = checked(domain::decide(order.state, domain::InitiatePayment{payment_id, provider}));
+    u.load(impl_->payments, ev::stream("payment", payment_id), false);
+    auto r = u.append(evs);
+    u.commit();
+    return PaymentStarted{payment_id, order.state.total, r.last_position, order.state.currency};
+  });
+}
+
+PaymentSettled CommandService::settle_payment(const std::string& payment_id,
+                                              const domain::SettlePayment& c, const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto payment = u.load(impl_->payments, ev::stream("payment", payment_id), true);
+    if (!payment.state.exists) reject({"not_found", "payment not found"});
+    auto order = u.load(impl_->orders, ev::stream("order", payment.state.order_id), true);
+    auto evs = checked(domain::decide(payment.state, c, order.state));
+    auto r = u.append(evs);
+    u.commit();
+    auto after = payment.state;
+    for (const auto& e : evs) after = domain::evolve(std::move(after), e);
+    return PaymentSettled{payment_id, after.status, written(payment, r, payment_id).position};
+  });
+}
+
+}  // namespace shop::command
