@@ -503,16 +503,12 @@ OrderPlacedResult CommandService::place_order(const std::string& user_id,
         if (key) {
           // Taking the key first makes a concurrent request with the same key wait for this
           // one and then answer with its result.
-          try {
-            pqxx::subtransaction sub(s->tx(), "idem");
-            sub.exec_params(
-                "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, "
-                "position) VALUES ($1, $2, 'POST /api/orders', 0, '', 0)",
-                scope, *key);
-            sub.commit();
-          } catch (const pqxx::unique_violation&) {
-            throw IdempotentReplay{};
-          }
+          auto taken = s->tx().exec_params(
+              "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, "
+              "position) VALUES ($1, $2, 'POST /api/orders', 0, '', 0) "
+              "ON CONFLICT (scope, key) DO NOTHING RETURNING key",
+              scope, *key);
+          if (taken.empty()) throw IdempotentReplay{};
         }
         auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
         std::vector<std::string> ids;

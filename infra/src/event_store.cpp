@@ -54,7 +54,11 @@ SELECT (e.doc->>'event_id')::uuid, e.doc->>'stream_id', (e.doc->>'stream_version
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord)
  ORDER BY e.ord
 RETURNING position, stream_id)SQL");
-  c.prepare("es_claim", "INSERT INTO unique_claims (scope, value, owner) VALUES ($1, $2, $3)");
+  // A concurrent claim of the same value waits for the first to commit or roll back; then this
+  // one either does nothing (taken) or inserts.
+  c.prepare("es_claim",
+            "INSERT INTO unique_claims (scope, value, owner) VALUES ($1, $2, $3) "
+            "ON CONFLICT (scope, value) DO NOTHING RETURNING owner");
   c.prepare("es_release", "DELETE FROM unique_claims WHERE scope = $1 AND value = $2 AND owner = $3");
   c.prepare("es_owner", "SELECT owner FROM unique_claims WHERE scope = $1 AND value = $2");
 }
@@ -88,15 +92,8 @@ std::vector<RecordedEvent> StoreSession::read_stream(const std::string& stream_i
 
 void StoreSession::claim_unique(const std::string& scope, const std::string& value,
                                 const std::string& owner) {
-  auto& w = impl_->work;
-  // A savepoint keeps the transaction usable when the value is taken, so the caller can answer.
-  try {
-    pqxx::subtransaction sub(w, "claim");
-    sub.exec_prepared("es_claim", scope, value, owner);
-    sub.commit();
-  } catch (const pqxx::unique_violation&) {
-    throw UniqueClaimTaken(scope, value);
-  }
+  auto r = impl_->work.exec_prepared("es_claim", scope, value, owner);
+  if (r.empty()) throw UniqueClaimTaken(scope, value);
 }
 
 void StoreSession::release_unique(const std::string& scope, const std::string& value,

@@ -1,6 +1,7 @@
 #include "support/http_client.h"
 
 #include <boost/asio.hpp>
+#include <optional>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <stdexcept>
