@@ -58,7 +58,8 @@ std::optional<Minor> parse_money(std::string_view text, int exponent) {
   if (i < text.size()) {
     if (text[i] != '.' || i + 1 == text.size()) return std::nullopt;
     for (++i; i < text.size(); ++i) {
-      if (!std::isdigit(static_cast<unsigned char>(text[i])) || decimals == exponent) {
+      if (!std::isdigit(static_cast<unsigned char>(text[i])) || decimals == exponent ||
+          units > kMax) {  // as in the padding loop below: units * 10 + 9 must not overflow
         return std::nullopt;
       }
       units = units * 10 + (text[i] - '0');
@@ -137,7 +138,8 @@ std::optional<Timestamp> parse_time(std::string_view s) {
     ++i;
   } else if (s[i] == '+' || s[i] == '-') {
     int oh, om;
-    if (!num(i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' || !num(i + 4, 2, om)) {
+    if (!num(i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' || !num(i + 4, 2, om) ||
+        oh > 23 || om > 59) {
       return std::nullopt;
     }
     offset_minutes = (s[i] == '+' ? 1 : -1) * (oh * 60 + om);

@@ -7,9 +7,12 @@
 #include <filesystem>
 #include <memory>
 #include <pqxx/pqxx>
+#include <set>
 #include <thread>
 
+#include "shop/events/events.h"
 #include "shop/infra/crypto.h"
+#include "shop/infra/schema.h"
 #include "support/http_client.h"
 #include "support/pg_fixture.h"
 #include "support/processes.h"
@@ -253,6 +256,61 @@ TEST_F(StorefrontE2E, ABuyerGoesFromRegistrationToDelivery) {
   auto cv = q.get("/api/orders/" + second_id, token, at(num(cancelled.json(), "position")));
   EXPECT_EQ(field(cv.json(), "status"), "cancelled");
 
+  // Cart edits: change a quantity, remove a line.
+  auto keyboard = product(q, "KBD-SLIM-BT");
+  const std::string keyboard_id = field(keyboard, "id");
+  ASSERT_EQ(c.post("/api/cart/items", R"({"product_id":")" + keyboard_id + R"(","quantity":1})",
+                   token).status,
+            200);
+  ASSERT_EQ(c.post("/api/cart/items", R"({"product_id":")" + monitor_id + R"(","quantity":1})",
+                   token).status,
+            200);
+  auto changed = c.patch("/api/cart/items/" + keyboard_id, R"({"quantity":4})", token);
+  ASSERT_EQ(changed.status, 200) << changed.body;
+  auto removed = c.del("/api/cart/items/" + monitor_id, token);
+  ASSERT_EQ(removed.status, 200) << removed.body;
+  auto edited = q.get("/api/cart", token, at(num(removed.json(), "position")));
+  ASSERT_EQ(edited.json()["items"].Size(), 1u) << edited.body;
+  EXPECT_EQ(num(edited.json()["items"][0], "quantity"), 4);
+  EXPECT_EQ(field(edited.json(), "total"), "199.96");
+
+  // A declined payment leaves the order pending.
+  auto third = c.post("/api/orders", "", token);
+  ASSERT_EQ(third.status, 201) << third.body;
+  const std::string third_id = field(third.json(), "order_id");
+  auto attempt = c.post("/api/orders/" + third_id + "/payments", R"({"provider":"sandbox"})", token);
+  ASSERT_EQ(attempt.status, 201) << attempt.body;
+  auto declined = pay(c, field(attempt.json(), "payment_id"), "failed");
+  ASSERT_EQ(declined.status, 200) << declined.body;
+  EXPECT_EQ(field(declined.json(), "status"), "failed");
+  auto tv = q.get("/api/orders/" + third_id, token, at(num(declined.json(), "position")));
+  EXPECT_EQ(field(tv.json(), "status"), "pending");
+  EXPECT_EQ(field(tv.json()["payment"], "status"), "failed");
+
+  // Staff manage the catalog: price change (with If-Match), stock, soft delete.
+  auto kb = q.get("/api/products/" + keyboard_id, "", at(num(declined.json(), "position")));
+  const long long kb_stock = num(kb.json(), "stock");
+  auto stale = c.patch("/api/admin/products/" + keyboard_id, R"({"price":"44.99"})", admin,
+                       {{"If-Match", "\"999\""}});
+  EXPECT_EQ(stale.status, 412) << stale.body;
+  auto repriced = c.patch("/api/admin/products/" + keyboard_id, R"({"price":"44.99"})", admin);
+  ASSERT_EQ(repriced.status, 200) << repriced.body;
+  auto restocked = c.post("/api/admin/products/" + keyboard_id + "/stock", R"({"delta":5})", admin);
+  ASSERT_EQ(restocked.status, 200) << restocked.body;
+  EXPECT_EQ(num(restocked.json(), "stock"), kb_stock + 5);
+  EXPECT_EQ(c.post("/api/admin/products/" + keyboard_id + "/stock", R"({"delta":-100000})", admin)
+                .status,
+            409);
+  auto kb2 = q.get("/api/products/" + keyboard_id, "", at(num(restocked.json(), "position")));
+  EXPECT_EQ(field(kb2.json(), "price"), "44.99");
+  auto gone = c.del("/api/admin/products/" + keyboard_id, admin);
+  ASSERT_EQ(gone.status, 200) << gone.body;
+  EXPECT_EQ(q.get("/api/products/" + keyboard_id, "", at(num(gone.json(), "position"))).status,
+            404);
+  EXPECT_EQ(c.post("/api/cart/items", R"({"product_id":")" + keyboard_id + R"(","quantity":1})",
+                   token).status,
+            404);
+
   // Nobody else sees Ann's orders.
   const std::string bob = new_customer(c, "bob");
   EXPECT_EQ(q.get("/api/orders/" + order_id, bob).status, 404);
@@ -482,6 +540,33 @@ TEST_F(StorefrontE2E, ProjectorKilledMidStreamLosesAndDuplicatesNothing) {
   }
   EXPECT_EQ(live, rebuilt);
   EXPECT_GT(head, 100);
+}
+
+// Runs last: every event the whole suite made, as stored, matches its JSON Schema and its
+// envelope is complete.
+TEST_F(StorefrontE2E, EveryStoredEventMatchesItsSchema) {
+  pqxx::connection conn(stack_->url());
+  pqxx::work tx(conn);
+  auto rows = tx.exec(
+      "SELECT position, type, schema_version, data::text, event_id::text, correlation_id::text, "
+      "causation_id::text, stream_id FROM events ORDER BY position");
+  ASSERT_GT(rows.size(), 100u);
+  const auto& registry = infra::SchemaRegistry::instance();
+  std::set<std::string> types;
+  for (const auto& row : rows) {
+    const std::string type = row[1].c_str();
+    types.insert(type);
+    json::Document doc;
+    ASSERT_TRUE(json::parse(row[3].c_str(), doc).empty());
+    auto problems = registry.validate("events/" + type, doc);
+    EXPECT_TRUE(problems.empty()) << "event " << row[0].c_str() << " " << type << ": "
+                                  << (problems.empty() ? "" : problems[0]);
+    EXPECT_EQ(row[2].as<int>(), 1);
+    EXPECT_TRUE(is_uuid(row[4].c_str()) && is_uuid(row[5].c_str()) && is_uuid(row[6].c_str()));
+    EXPECT_TRUE(is_uuid(std::string(row[7].c_str()).substr(std::string(row[7].c_str()).find('-') + 1)));
+  }
+  // The flows above produce every kind of event.
+  EXPECT_EQ(types.size(), events::all_types().size());
 }
 
 }  // namespace
