@@ -1,0 +1,15 @@
+// The query API's routes, by area.
+#pragma once
+
+#include "context.h"
+#include "shop/infra/http.h"
+
+namespace shop::query {
+
+// GET /api/products, /api/products/{id}, /api/categories: public, cached.
+void add_catalog_routes(http::Router& router, Context& ctx);
+// GET /api/cart, /api/orders, /api/orders/{id}, /api/users/me (signed in) and
+// /api/admin/orders (admin or staff): read straight from the tables.
+void add_account_routes(http::Router& router, Context& ctx);
+
+}  // namespace shop::query
