@@ -89,22 +89,26 @@ class Unit {
 
   template <class State>
   Loaded<State> load(StateCache<State>& cache, const std::string& stream, bool lock) {
+    if (lock) {
+      if (!appended_.empty()) throw std::logic_error("lock every stream before appending");
+      session_.lock_stream(stream);
+    }
     Loaded<State> out;
     out.stream = stream;
-    const std::int64_t current = session_.stream_version(stream, lock);
-    if (auto cached = cache.get(stream); cached && cached->version <= current) {
+    if (auto cached = cache.get(stream)) {
       out.state = std::move(cached->state);
       out.version = cached->version;
       out.position = cached->position;
     }
-    if (out.version < current) {
-      for (const auto& e : session_.read_stream(stream, out.version)) {
-        out.state = domain::evolve(std::move(out.state), e.decode());
-        out.version = e.stream_version;
-        out.position = e.position;
-      }
-      cache.put(stream, {out.state, out.version, out.position});
+    // Only the events after the cached version are read; none means the cache is current.
+    bool read_any = false;
+    for (const auto& e : session_.read_stream(stream, out.version)) {
+      out.state = domain::evolve(std::move(out.state), e.decode());
+      out.version = e.stream_version;
+      out.position = e.position;
+      read_any = true;
     }
+    if (read_any) cache.put(stream, {out.state, out.version, out.position});
     expected_[stream] = out.version;
     after_commit_[stream] = [&cache, stream, loaded = out](const std::vector<const Event*>& evs,
                                                            std::int64_t version,
@@ -246,12 +250,12 @@ Written CommandService::register_user(const std::string& email_in, const std::st
   return impl_->retrying([&] {
     auto s = impl_->store.begin();
     Unit u(*s, ctx, impl_->clock);
+    auto user = u.load(impl_->users, ev::stream("user", user_id), true);
     try {
       s->claim_unique("email", email, user_id);
     } catch (const infra::UniqueClaimTaken&) {
       reject({"email_taken", "an account with this e-mail already exists"});
     }
-    auto user = u.load(impl_->users, ev::stream("user", user_id), true);
     auto evs = checked(domain::decide(user.state, domain::RegisterUser{user_id, email, name, roles}));
     auto r = u.append(evs);
     s->tx().exec_params("INSERT INTO user_credentials (user_id, password_hash) VALUES ($1, $2)",
@@ -500,9 +504,13 @@ OrderPlacedResult CommandService::place_order(const std::string& user_id,
       return impl_->retrying([&] {
         auto s = impl_->store.begin();
         Unit u(*s, ctx, impl_->clock);
+        auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
+        std::vector<std::string> ids;
+        for (const auto& line : cart.state.lines) ids.push_back(line.product_id);
+        auto products = impl_->load_products(u, ids);
         if (key) {
-          // Taking the key first makes a concurrent request with the same key wait for this
-          // one and then answer with its result.
+          // A concurrent request with the same key waited for this user's cart lock above; if
+          // it placed its order meanwhile, the key is taken and its answer is the answer.
           auto taken = s->tx().exec_params(
               "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, "
               "position) VALUES ($1, $2, 'POST /api/orders', 0, '', 0) "
@@ -510,10 +518,6 @@ OrderPlacedResult CommandService::place_order(const std::string& user_id,
               scope, *key);
           if (taken.empty()) throw IdempotentReplay{};
         }
-        auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
-        std::vector<std::string> ids;
-        for (const auto& line : cart.state.lines) ids.push_back(line.product_id);
-        auto products = impl_->load_products(u, ids);
         const std::string order_id = new_uuid();
         const auto seq = s->tx().exec("SELECT nextval('order_numbers')")[0][0].as<std::int64_t>();
         const std::string number = "SO-" + std::to_string(seq);

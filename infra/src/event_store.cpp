@@ -26,7 +26,8 @@ RecordedEvent event_from_row(const pqxx::row& row) {
 }
 
 void prepare_event_store(pqxx::connection& c) {
-  c.prepare("es_lock_stream", "SELECT version FROM streams WHERE stream_id = $1 FOR UPDATE");
+  // Streams lock in their own advisory-lock space (two-key form, class 1).
+  c.prepare("es_lock_stream", "SELECT pg_advisory_xact_lock(1, hashtext($1))");
   c.prepare("es_stream_version", "SELECT version FROM streams WHERE stream_id = $1");
   c.prepare("es_read_stream", std::string("SELECT ") + kEventColumns +
                                   " FROM events WHERE stream_id = $1 AND stream_version > $2"
@@ -76,8 +77,12 @@ StoreSession::~StoreSession() = default;
 pqxx::dbtransaction& StoreSession::tx() { return impl_->work; }
 void StoreSession::commit() { impl_->work.commit(); }
 
-std::int64_t StoreSession::stream_version(const std::string& stream_id, bool lock) {
-  auto r = impl_->work.exec_prepared(lock ? "es_lock_stream" : "es_stream_version", stream_id);
+void StoreSession::lock_stream(const std::string& stream_id) {
+  impl_->work.exec_prepared("es_lock_stream", stream_id);
+}
+
+std::int64_t StoreSession::stream_version(const std::string& stream_id) {
+  auto r = impl_->work.exec_prepared("es_stream_version", stream_id);
   return r.empty() ? 0 : r[0][0].as<std::int64_t>();
 }
 

@@ -1,6 +1,7 @@
 #include "shop/infra/pg.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -9,7 +10,11 @@
 namespace shop::infra {
 
 ConnectionPool::ConnectionPool(std::string url, std::size_t size, Setup on_connect)
-    : url_(std::move(url)), on_connect_(std::move(on_connect)), size_(size == 0 ? 1 : size) {}
+    : url_(std::move(url)), on_connect_(std::move(on_connect)), size_(size == 0 ? 1 : size) {
+  // A database host that stops answering must fail a request, not hang it (unless the URL or
+  // the environment says otherwise).
+  ::setenv("PGCONNECT_TIMEOUT", "5", 0);
+}
 
 ConnectionPool::~ConnectionPool() = default;
 

@@ -79,6 +79,10 @@ WHERE id = $1)SQL"},
     {"rm_payment_status", R"SQL(
 UPDATE rm_orders SET payment = jsonb_set(payment, '{status}', to_jsonb($3::text)), updated_at = $4
 WHERE id = $1 AND payment->>'payment_id' = $2)SQL"},
+    // One projector at a time per database: a second process (or the backend of a killed one
+    // still finishing its last commit) waits here instead of applying the same batch twice.
+    // An advisory lock takes no transaction id, so it does not hold back the reader's horizon.
+    {"rm_projector_lock", "SELECT pg_advisory_xact_lock(2, hashtext('read_models'))"},
     {"rm_checkpoint_load",
      "SELECT last_tx::text, last_position FROM rm_checkpoints WHERE name = $1"},
     {"rm_checkpoint_save", R"SQL(
@@ -217,6 +221,7 @@ infra::GlobalCheckpoint Projector::checkpoint() {
 
 int Projector::run_once() {
   pqxx::work tx(impl_->connection());
+  tx.exec_prepared("rm_projector_lock");
   // Read first, while this transaction has written nothing (it has no transaction id yet, so it
   // does not hold back its own snapshot's horizon).
   auto r = tx.exec_prepared("rm_checkpoint_load", kCheckpointName);

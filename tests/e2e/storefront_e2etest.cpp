@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "shop/events/events.h"
+#include "shop/events/types.h"
 #include "shop/infra/crypto.h"
 #include "shop/infra/schema.h"
 #include "support/http_client.h"
@@ -565,6 +566,11 @@ TEST_F(StorefrontE2E, EveryStoredEventMatchesItsSchema) {
     EXPECT_TRUE(is_uuid(row[4].c_str()) && is_uuid(row[5].c_str()) && is_uuid(row[6].c_str()));
     EXPECT_TRUE(is_uuid(std::string(row[7].c_str()).substr(std::string(row[7].c_str()).find('-') + 1)));
   }
+  // In the global order that readers follow, every stream is in version order.
+  auto disorder = tx.exec(
+      "SELECT count(*) FROM (SELECT stream_version, lag(stream_version) OVER (PARTITION BY "
+      "stream_id ORDER BY tx_id, position) AS prev FROM events) v WHERE prev >= stream_version");
+  EXPECT_EQ(disorder[0][0].as<int>(), 0);
   // The flows above produce every kind of event.
   EXPECT_EQ(types.size(), events::all_types().size());
 }

@@ -116,6 +116,11 @@ TEST_F(CommandServiceTest, FiftyConcurrentCheckoutsOfTenInStockSellExactlyTen) {
   EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'OrderPlaced'"), 10);
   EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'StockReserved'"), 10);
   EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'CartCheckedOut'"), 10);
+  // Readers follow (transaction id, position): there, too, every stream is in version order.
+  EXPECT_EQ(count("SELECT count(*) FROM (SELECT stream_version, lag(stream_version) OVER "
+                  "(PARTITION BY stream_id ORDER BY tx_id, position) AS prev FROM events) v "
+                  "WHERE prev >= stream_version"),
+            0);
 }
 
 TEST_F(CommandServiceTest, CheckoutIsOneAtomicAppendAndKeepsTheCartWhenRefused) {

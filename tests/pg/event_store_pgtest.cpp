@@ -78,8 +78,8 @@ TEST_F(EventStoreTest, AppendsAndReadsAStreamInOrder) {
     EXPECT_EQ(evs[i].occurred_at.back(), 'Z');
   }
   EXPECT_EQ(s->read_stream("order-1", 2).size(), 1u);
-  EXPECT_EQ(s->stream_version("order-1", false), 3);
-  EXPECT_EQ(s->stream_version("order-404", false), 0);
+  EXPECT_EQ(s->stream_version("order-1"), 3);
+  EXPECT_EQ(s->stream_version("order-404"), 0);
 }
 
 TEST_F(EventStoreTest, WrongExpectedVersionIsAConflict) {
@@ -103,8 +103,8 @@ TEST_F(EventStoreTest, MultiStreamAppendIsAllOrNothing) {
                  ConcurrencyConflict);
   }
   auto s = store_->begin();
-  EXPECT_EQ(s->stream_version("order-x", false), 0);
-  EXPECT_EQ(s->stream_version("product-a", false), 1);
+  EXPECT_EQ(s->stream_version("order-x"), 0);
+  EXPECT_EQ(s->stream_version("product-a"), 1);
   EXPECT_EQ(s->read_stream("product-a").size(), 1u);
   auto ok = s->append({{"order-x", kNoStream, {event()}},
                        {"product-a", 1, {event()}},
@@ -168,6 +168,35 @@ TEST_F(EventStoreTest, ReaderNeitherSkipsALateCommitNorStallsOnARollback) {
     append("s-" + new_uuid(), kNoStream);
     EXPECT_EQ(read_all(cp).size(), 1u);
   }
+}
+
+// A writer that queued for a stream's lock while holding another one must still come after the
+// writer it waited for, in the global order every reader follows.
+TEST_F(EventStoreTest, StreamOrderHoldsInTheGlobalOrder) {
+  append("product-p", kNoStream);
+  auto a = store_->begin();
+  a->lock_stream("product-p");  // A holds the product...
+  std::atomic<bool> b_waiting{false};
+  std::thread b_thread([&] {
+    auto b = store_->begin();
+    b->lock_stream("cart-b");  // ...B takes its cart first (with row locks this gave B an id)
+    b_waiting = true;
+    b->lock_stream("product-p");  // and queues behind A
+    b->append({{"product-p", 2, {event(R"({"by":"b"})")}}, {"cart-b", kNoStream, {event()}}},
+              meta());
+    b->commit();
+  });
+  while (!b_waiting.load()) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  a->append({{"product-p", 1, {event(R"({"by":"a"})")}}}, meta());
+  a->commit();
+  b_thread.join();
+  GlobalCheckpoint cp;
+  std::vector<std::int64_t> versions;
+  for (const auto& e : read_all(cp)) {
+    if (e.stream_id == "product-p") versions.push_back(e.stream_version);
+  }
+  EXPECT_EQ(versions, (std::vector<std::int64_t>{1, 2, 3}));
 }
 
 TEST_F(EventStoreTest, ConcurrentWritersWithRollbacksAreReadExactlyOnce) {

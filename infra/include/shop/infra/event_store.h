@@ -73,9 +73,14 @@ class StoreSession {
   StoreSession(const StoreSession&) = delete;
   StoreSession& operator=(const StoreSession&) = delete;
 
-  // The stream's current version (0 if none). With `lock`, also locks the stream's row (if the
-  // stream exists) until commit, so that no concurrent append can invalidate what is read next.
-  std::int64_t stream_version(const std::string& stream_id, bool lock);
+  // Locks the stream (existing or not) until commit: a concurrent writer of the same stream waits.
+  // Take every lock a command needs BEFORE its first write: the lock is an advisory lock, which
+  // gives the transaction no id, so the transaction id assigned at the first write is greater than
+  // that of every earlier writer of the stream. That keeps each stream's events in stream order in
+  // the global (transaction id, position) order that readers follow.
+  void lock_stream(const std::string& stream_id);
+  // The stream's current version (0 if none).
+  std::int64_t stream_version(const std::string& stream_id);
   // Events of a stream with a version above `after_version`, in order.
   std::vector<RecordedEvent> read_stream(const std::string& stream_id,
                                          std::int64_t after_version = 0);
