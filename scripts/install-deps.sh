@@ -10,6 +10,10 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev
   postgresql postgresql-contrib
   curl wrk
+  # scripts/pg.sh, scripts/run.sh, scripts/test.sh: ACLs so the postgres user can reach a checkout
+  # under /root, secrets for .env, a free-port helper, a compiler cache for repeated builds, jq for
+  # the curl examples that run.sh prints
+  acl openssl python3 ccache jq
 )
 
 missing=()
