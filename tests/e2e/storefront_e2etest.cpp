@@ -151,7 +151,8 @@ TEST_F(StorefrontE2E, ABuyerGoesFromRegistrationToDelivery) {
   auto cats = q.get("/api/categories", "", at(1));
   ASSERT_EQ(cats.status, 200) << cats.body;
   std::string laptops;
-  for (const auto& cat : cats.json()["items"].GetArray()) {
+  const auto cats_doc = cats.json();
+  for (const auto& cat : cats_doc["items"].GetArray()) {
     if (field(cat, "name") == "Laptops") laptops = field(cat, "id");
   }
   ASSERT_FALSE(laptops.empty()) << cats.body;
