@@ -274,6 +274,26 @@ TEST_F(EventStoreTest, ConcurrentWritersWithRollbacksAreReadExactlyOnce) {
   }
   auto rest = read_until(cp, [&](const auto& evs) { return seen.size() + evs.size() >= committed; });
   seen.insert(seen.end(), rest.begin(), rest.end());
+  if (seen.size() < committed) {
+    // Say whether the reader is held back (and by whom) or has passed events by.
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    auto where = tx.exec_params(
+        "SELECT count(*) FILTER (WHERE (tx_id, position) <= ($1::xid8, $2)), "
+        "pg_snapshot_xmin(pg_current_snapshot())::text, min(tx_id::text) FROM events",
+        cp.tx, cp.position);
+    ADD_FAILURE() << "reader at (" << cp.tx << ", " << cp.position << "), horizon "
+                  << where[0][1].c_str() << ", events at or before the checkpoint: "
+                  << where[0][0].c_str();
+    for (const auto& row : tx.exec(
+             "SELECT pid, datname, backend_xid::text, backend_xmin::text, state, "
+             "left(query, 120), now() - xact_start FROM pg_stat_activity "
+             "WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL")) {
+      ADD_FAILURE() << "running: pid " << row[0].c_str() << " db " << row[1].c_str() << " xid "
+                    << row[2].c_str() << " xmin " << row[3].c_str() << " " << row[4].c_str()
+                    << " for " << row[6].c_str() << ": " << row[5].c_str();
+    }
+  }
 
   std::set<std::string> ids;
   for (const auto& e : seen) EXPECT_TRUE(ids.insert(e.event_id).second) << "duplicate";
