@@ -296,7 +296,11 @@ TEST_F(EventStoreTest, ConcurrentWritersWithRollbacksAreReadExactlyOnce) {
   }
 
   std::set<std::string> ids;
-  for (const auto& e : seen) EXPECT_TRUE(ids.insert(e.event_id).second) << "duplicate";
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_TRUE(ids.insert(seen[i].event_id).second)
+        << "duplicate: position " << seen[i].position << " at index " << i << " of "
+        << seen.size();
+  }
   pqxx::connection c(url_);
   pqxx::work tx(c);
   auto all = tx.exec("SELECT event_id::text FROM events");
