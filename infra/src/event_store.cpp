@@ -177,13 +177,19 @@ AppendResult StoreSession::append(const std::vector<StreamAppend>& streams, cons
 }
 
 GlobalBatch read_global(pqxx::transaction_base& tx, const GlobalCheckpoint& from, int limit) {
+  // Two statements, so two snapshots (READ COMMITTED): the horizon comes from the first, and the
+  // rows from the second, taken later. Every transaction below the horizon had ended before the
+  // first snapshot, so the second sees all of its events; nothing below the horizon can still
+  // appear afterwards.
+  static const std::string horizon_sql = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";
   static const std::string sql = std::string("SELECT ") + kEventColumns + R"SQL(, tx_id::text
   FROM events
  WHERE (tx_id, position) > ($1::xid8, $2)
-   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+   AND tx_id < $4::xid8
  ORDER BY tx_id, position
  LIMIT $3)SQL";
-  auto r = tx.exec_params(sql, from.tx, from.position, limit);
+  const std::string horizon = tx.exec(horizon_sql)[0][0].c_str();
+  auto r = tx.exec_params(sql, from.tx, from.position, limit, horizon);
   GlobalBatch batch;
   batch.next = from;
   batch.events.reserve(r.size());

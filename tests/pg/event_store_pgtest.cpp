@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <random>
 #include <set>
@@ -52,10 +53,18 @@ class EventStoreTest : public ::testing::Test {
       auto batch = read_global(tx, cp, 100);
       tx.commit();
       if (batch.events.empty()) return out;
+      {
+        std::lock_guard lock(trace_mutex_);
+        trace_.push_back("(" + cp.tx + "," + std::to_string(cp.position) + ") -> (" +
+                         batch.next.tx + "," + std::to_string(batch.next.position) + ") " +
+                         std::to_string(batch.events.size()) + " events");
+      }
       for (auto& e : batch.events) out.push_back(std::move(e));
       cp = batch.next;
     }
   }
+  std::mutex trace_mutex_;
+  std::vector<std::string> trace_;
 
   // Reads until `done(all read so far)` holds. Readers only see what every running transaction
   // of the whole cluster (other tests' databases included) leaves final, so a read may lag;
@@ -295,6 +304,24 @@ TEST_F(EventStoreTest, ConcurrentWritersWithRollbacksAreReadExactlyOnce) {
     }
   }
 
+  {
+    std::set<std::string> seen_ids;
+    for (const auto& e : seen) seen_ids.insert(e.event_id);
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    int shown = 0;
+    for (const auto& row : tx.exec("SELECT event_id::text, tx_id::text, position FROM events "
+                                   "ORDER BY tx_id, position")) {
+      if (!seen_ids.count(row[0].c_str()) && shown++ < 6) {
+        ADD_FAILURE() << "missed event at (" << row[1].c_str() << ", " << row[2].c_str() << ")";
+      }
+    }
+    if (shown > 0) {
+      std::string t;
+      for (const auto& line : trace_) t += line + "\n";
+      ADD_FAILURE() << "reads:\n" << t;
+    }
+  }
   std::set<std::string> ids;
   for (std::size_t i = 0; i < seen.size(); ++i) {
     EXPECT_TRUE(ids.insert(seen[i].event_id).second)

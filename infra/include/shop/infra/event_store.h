@@ -126,7 +126,8 @@ struct GlobalBatch {
 // ended before every still-running transaction began are returned, ordered by (transaction,
 // position): an event committed late by a long transaction is read after the ones before it,
 // never skipped, and a rolled-back transaction leaves nothing to wait for.
-// Run it in a transaction that has not written anything yet.
+// Run it in a READ COMMITTED transaction that has not written anything yet (the horizon and the
+// rows are read by two statements, with two snapshots, the second later than the first).
 GlobalBatch read_global(pqxx::transaction_base& tx, const GlobalCheckpoint& from, int limit);
 
 // Column list and row decoding shared by every query that returns whole events.
