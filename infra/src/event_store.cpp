@@ -39,7 +39,7 @@ void prepare_event_store(pqxx::connection& c) {
 INSERT INTO streams AS s (stream_id, version)
 SELECT x.stream_id, x.version
   FROM jsonb_to_recordset($1::jsonb) AS x(stream_id text, expected bigint, version bigint)
- WHERE x.expected = 0 OR EXISTS (SELECT 1 FROM streams t WHERE t.stream_id = x.stream_id)
+ WHERE x.expected = 0 OR (SELECT true FROM streams t WHERE t.stream_id = x.stream_id)
  ORDER BY x.stream_id
 ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version
  WHERE s.version = (SELECT y.expected

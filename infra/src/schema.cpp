@@ -1,6 +1,7 @@
 #include "shop/infra/schema.h"
 
 #include <map>
+#include <mutex>
 #include <rapidjson/pointer.h>
 #include <rapidjson/schema.h>
 #include <stdexcept>
@@ -14,6 +15,10 @@ struct SchemaRegistry::Impl {
     std::string_view text;
     json::Document source;
     std::unique_ptr<rapidjson::SchemaDocument> schema;
+    // RapidJSON 1.1.0's regex engine (the "pattern" keyword) keeps its matching state inside the
+    // compiled schema (GenericRegex::state0_/state1_/stateSet_, mutated by a const Match()): one
+    // SchemaDocument must never validate on two threads at once.
+    std::unique_ptr<std::mutex> lock = std::make_unique<std::mutex>();
   };
   std::map<std::string, Entry, std::less<>> entries;
 };
@@ -71,6 +76,7 @@ std::vector<std::string> SchemaRegistry::validate(std::string_view name,
                                                   const json::Value& doc) const {
   auto it = impl_->entries.find(name);
   if (it == impl_->entries.end()) throw std::logic_error("no schema " + std::string(name));
+  std::lock_guard guard(*it->second.lock);
   rapidjson::SchemaValidator validator(*it->second.schema);
   if (doc.Accept(validator)) return {};
 
