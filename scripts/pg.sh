@@ -200,7 +200,7 @@ cmd_start_temp() {
     # Test settings: no durability (fsync, synchronous_commit, full_page_writes off); enough
     # connections for tests running in parallel, each with its own database and pools.
     sockdir=$(socket_dir_for "$dir" "$port")
-    if pg_start "$dir" "$port" "$sockdir" -c fsync=off -c synchronous_commit=off \
+    if pg_start "$dir" "$port" "$sockdir" -c fsync=off -c synchronous_commit=on \
       -c full_page_writes=off -c max_connections=300; then
       printf 'export TEST_DATABASE_URL=%q; export SHOP_TEST_PG_DIR=%q\n' \
         "postgresql://postgres@127.0.0.1:$port/postgres" "$dir"

@@ -184,8 +184,8 @@ GlobalBatch read_global(pqxx::transaction_base& tx, const GlobalCheckpoint& from
   static const std::string horizon_sql = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";
   static const std::string sql = std::string("SELECT ") + kEventColumns + R"SQL(, tx_id::text
   FROM events
- WHERE (tx_id, position) > ($1::xid8, $2)
-   AND tx_id < $4::xid8
+ WHERE tx_id >= $1::xid8 AND tx_id < $4::xid8
+   AND (tx_id > $1::xid8 OR position > $2)
  ORDER BY tx_id, position
  LIMIT $3)SQL";
   const std::string horizon = tx.exec(horizon_sql)[0][0].c_str();
