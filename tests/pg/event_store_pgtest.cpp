@@ -252,10 +252,11 @@ TEST_F(EventStoreTest, StreamOrderHoldsInTheGlobalOrder) {
 // freshly created cluster, run under `ctest -j2` beside the other suites, this reader sees some
 // events twice or passes some by (reproduced three times in three runs with
 // `scripts/pg.sh start-temp` + `ctest -j2 -LE e2e`; never in several hundred runs on a
-// long-running cluster). The read trace shows single batches spanning far more events than the
-// transactions in their range can hold, which points at writer sessions sharing a transaction
-// (connection pool or session lifetime) rather than at the reader. Run it with
-// --gtest_also_run_disabled_tests; it prints every read and every missed event.
+// long-running cluster). It also happens with index scans disabled, and no transaction holds more
+// than its own two events, so neither the index nor shared sessions explain it; the trace shows
+// one event id returned in two consecutive batches on either side of a transaction boundary.
+// Not yet understood. Run it with --gtest_also_run_disabled_tests; it prints every read and
+// every missed event.
 TEST_F(EventStoreTest, DISABLED_ConcurrentWritersWithRollbacksAreReadExactlyOnce) {
   std::atomic<bool> done{false};
   std::vector<std::thread> writers;
@@ -324,6 +325,9 @@ TEST_F(EventStoreTest, DISABLED_ConcurrentWritersWithRollbacksAreReadExactlyOnce
         ADD_FAILURE() << "missed event at (" << row[1].c_str() << ", " << row[2].c_str() << ")";
       }
     }
+    auto per_tx = tx.exec(
+        "SELECT max(n) FROM (SELECT count(*) AS n FROM events GROUP BY tx_id) c");
+    EXPECT_EQ(per_tx[0][0].as<int>(), 2) << "events of one transaction (each append writes 2)";
     if (shown > 0 || seen.size() > seen_ids.size()) {
       std::string t;
       for (const auto& line : trace_) t += line + "\n";
