@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The shop backend's reproducible load run. From any directory:
 #
-#   bench/run.sh                     3 runs of 15 s per measurement, medians (about 12 minutes)
+#   bench/run.sh                     3 runs of 15 s per measurement, medians (about 11 minutes
+#                                    on an idle machine; longer when it has to wait, see below)
 #   bench/run.sh --quick             1 run of 5 s per measurement (about 3 minutes)
 #   bench/run.sh --runs 5 --duration 30
 #
@@ -34,10 +35,12 @@
 # a free port; starts projector, command-api and query-api (LOG_LEVEL=warn); creates an admin
 # (shopctl create-admin), loads the demo catalog (shopctl seed-demo) and 200 more products with
 # big stock (shop-loadgen seed, through the command API); then, per run: wrk on the product list
-# and on single products, shop-loadgen add-to-cart, checkout and visibility (under add-to-cart
-# load), pgbench -N and -S on a separate database of the same server. Writes every raw output,
-# results.txt (one RESULT line per measurement), cpu.txt (pidstat) and summary.md (medians beside
-# the targets) to RESULTS_DIR and prints the summary. Everything it started is stopped on exit.
+# and on single products, shop-loadgen add-to-cart (then how fast the projector catches up),
+# checkout, visibility (beside 1,000 paced adds/s) and visibility-max (beside as many adds as 16
+# connections send), pgbench -N and -S on a separate database of the same server. Writes every
+# raw output, results.txt (one RESULT line per measurement), cpu.txt (pidstat), pg_stat_statements.txt,
+# pg_stat_user_tables.txt and summary.md (medians beside the targets) to RESULTS_DIR and prints
+# the summary. Everything it started is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -628,6 +631,10 @@ done
          left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
   FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" \
   >"$RESULTS_DIR/pg_stat_statements.txt" 2>&1 || true
+"${PSQL[@]}" -d shop -c "\pset pager off" -c "
+  SELECT relname, seq_scan, seq_tup_read, idx_scan, n_live_tup, n_dead_tup, n_tup_upd,
+         n_tup_hot_upd FROM pg_stat_user_tables ORDER BY seq_tup_read DESC" \
+  >"$RESULTS_DIR/pg_stat_user_tables.txt" 2>&1 || true
 "${PSQL[@]}" -d shop -At -c "SELECT count(*) FROM events" >"$RESULTS_DIR/events.txt" 2>/dev/null || true
 cp "$WORK/logs/"*.log "$RESULTS_DIR/" 2>/dev/null || true
 
