@@ -182,11 +182,16 @@ GlobalBatch read_global(pqxx::transaction_base& tx, const GlobalCheckpoint& from
   // first snapshot, so the second sees all of its events; nothing below the horizon can still
   // appear afterwards.
   static const std::string horizon_sql = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";
-  static const std::string sql = std::string("SELECT ") + kEventColumns + R"SQL(, tx_id::text
-  FROM events
- WHERE tx_id >= $1::xid8 AND tx_id < $4::xid8
-   AND (tx_id > $1::xid8 OR position > $2)
- ORDER BY tx_id, position
+  //
+  // The order is by the xid8 column itself. The text copy of it in the select list carries its
+  // own name: a bare "tx_id" in ORDER BY would name that output column (PostgreSQL resolves
+  // ORDER BY names against the output first) and sort as text, where "1000" < "999".
+  static const std::string sql = std::string("SELECT ") + kEventColumns + R"SQL(,
+       e.tx_id::text AS tx_id_text
+  FROM events e
+ WHERE e.tx_id >= $1::xid8 AND e.tx_id < $4::xid8
+   AND (e.tx_id > $1::xid8 OR e.position > $2)
+ ORDER BY e.tx_id, e.position
  LIMIT $3)SQL";
   const std::string horizon = tx.exec(horizon_sql)[0][0].c_str();
   auto r = tx.exec_params(sql, from.tx, from.position, limit, horizon);
