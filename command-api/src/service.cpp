@@ -37,10 +37,11 @@ std::string normalize_email(std::string email) {
   return email;
 }
 
-// States of recently used streams, with the version and position they were folded up to. A load
-// always asks the store for the stream's current version and reads only the events after the
-// cached one, so the cache is never stale; it only saves re-reading long streams (a popular
-// product's stock reservations).
+// States of recently used streams, with the version and position they were folded up to. A
+// state from here may be stale (another process may have written the stream since): every append
+// says which version of each stream it decided on, and the store refuses it when that is no
+// longer the current one; a command that decided without appending anything, or was rejected,
+// on cached states is decided again on states read from the store.
 template <class State>
 class StateCache {
  public:
@@ -77,53 +78,76 @@ struct Loaded {
 };
 
 // One attempt at a command: the streams it loaded (with the versions to expect), the append,
-// and the cache updates that follow a successful commit.
+// and the cache updates that follow a successful commit. Two ways to run:
+//  - in a transaction (StoreSession), for commands that also write unique claims or
+//    credentials: each stream to be written is locked when it is loaded, and read in the
+//    transaction;
+//  - in one statement (EventStore::append), for every other command: streams come from the
+//    cache when they are there (from the store when `fresh` or not cached), and the append
+//    checks every version the decision rests on and takes the locks itself. One round trip.
 class Unit {
  public:
-  Unit(infra::StoreSession& s, const Context& ctx, const Clock& clock) : session_(s) {
-    meta_.actor = ctx.actor;
-    meta_.correlation_id = ctx.correlation_id;
-    meta_.causation_id = ctx.causation_id;
-    meta_.occurred_at = format_time(clock.now());
+  Unit(infra::StoreSession& s, const Context& ctx, const Clock& clock)
+      : session_(&s), store_(nullptr) {
+    init(ctx, clock);
+  }
+  Unit(infra::EventStore& store, const Context& ctx, const Clock& clock, bool fresh)
+      : session_(nullptr), store_(&store), fresh_(fresh) {
+    init(ctx, clock);
   }
 
+  // Loads a stream's state. `write`: the command may append to it (in a transaction, it is
+  // locked now).
   template <class State>
-  Loaded<State> load(StateCache<State>& cache, const std::string& stream, bool lock) {
-    if (lock) {
-      if (!appended_.empty()) throw std::logic_error("lock every stream before appending");
-      session_.lock_stream(stream);
+  Loaded<State> load(StateCache<State>& cache, const std::string& stream, bool write) {
+    if (write && session_ != nullptr) {
+      if (attempted_) throw std::logic_error("lock every stream before appending");
+      session_->lock_stream(stream);
     }
     Loaded<State> out;
     out.stream = stream;
-    if (auto cached = cache.get(stream)) {
+    auto cached = cache.get(stream);
+    if (cached) {
       out.state = std::move(cached->state);
       out.version = cached->version;
       out.position = cached->position;
     }
-    // Only the events after the cached version are read; none means the cache is current.
-    bool read_any = false;
-    for (const auto& e : session_.read_stream(stream, out.version)) {
-      out.state = domain::evolve(std::move(out.state), e.decode());
-      out.version = e.stream_version;
-      out.position = e.position;
-      read_any = true;
+    if (cached && session_ == nullptr && !fresh_) {
+      used_cache_ = true;
+    } else {
+      // Only the events after the cached version are read; none means the cache is current.
+      bool read_any = false;
+      auto events = session_ != nullptr ? session_->read_stream(stream, out.version)
+                                        : store_->read_stream(stream, out.version);
+      for (const auto& e : events) {
+        out.state = domain::evolve(std::move(out.state), e.decode());
+        out.version = e.stream_version;
+        out.position = e.position;
+        read_any = true;
+      }
+      if (read_any) cache.put(stream, {out.state, out.version, out.position});
     }
-    if (read_any) cache.put(stream, {out.state, out.version, out.position});
-    expected_[stream] = out.version;
-    after_commit_[stream] = [&cache, stream, loaded = out](const std::vector<const Event*>& evs,
-                                                           std::int64_t version,
-                                                           std::int64_t position) {
-      auto state = loaded.state;
-      for (const auto* e : evs) state = domain::evolve(std::move(state), *e);
-      cache.put(stream, {std::move(state), version, position});
-    };
+    track(cache, out);
     return out;
   }
 
-  // Appends the events, each to its own stream, in one transaction. Every stream written must
-  // have been loaded first (that is where its expected version comes from).
-  infra::AppendResult append(Events evs) {
-    if (!appended_.empty()) throw std::logic_error("one append per unit");
+  // A stream this command creates under a new random id: nothing to read, it must not exist.
+  template <class State>
+  Loaded<State> create(StateCache<State>& cache, const std::string& stream) {
+    if (session_ != nullptr) session_->lock_stream(stream);
+    Loaded<State> out;
+    out.stream = stream;
+    track(cache, out);
+    return out;
+  }
+
+  // Appends the events, each to its own stream, atomically. Every stream written must have been
+  // loaded first (that is where its expected version comes from); every other stream loaded is
+  // checked to be unchanged.
+  infra::AppendResult append(Events evs,
+                             const std::optional<infra::IdempotencyRecord>& idempotency = {}) {
+    if (attempted_) throw std::logic_error("one append per unit");
+    attempted_ = true;
     appended_ = std::move(evs);
     std::vector<infra::StreamAppend> appends;
     for (const auto& e : appended_) {
@@ -142,12 +166,19 @@ class Unit {
                             ev::data_of(e)});
       by_stream_[stream].push_back(&e);
     }
-    result_ = session_.append(appends, meta_);
+    if (appends.empty()) return result_;
+    std::vector<infra::StreamCheck> checks;
+    for (const auto& [stream, version] : expected_) {
+      if (!by_stream_.count(stream)) checks.push_back({stream, version});
+    }
+    result_ = session_ != nullptr ? session_->append(appends, meta_, checks, idempotency)
+                                  : store_->append(appends, meta_, checks, idempotency);
+    wrote_ = true;
     return result_;
   }
 
   void commit() {
-    session_.commit();
+    if (session_ != nullptr) session_->commit();
     for (const auto& [stream, evs] : by_stream_) {
       auto it = after_commit_.find(stream);
       if (it != after_commit_.end()) {
@@ -156,10 +187,35 @@ class Unit {
     }
   }
 
-  infra::StoreSession& session() { return session_; }
+  // Whether the outcome rests on cached states that no append has confirmed: a rejection or a
+  // decision to do nothing must then be made again on states read from the store.
+  bool unconfirmed() const { return used_cache_ && !wrote_; }
 
  private:
-  infra::StoreSession& session_;
+  void init(const Context& ctx, const Clock& clock) {
+    meta_.actor = ctx.actor;
+    meta_.correlation_id = ctx.correlation_id;
+    meta_.causation_id = ctx.causation_id;
+    meta_.occurred_at = format_time(clock.now());
+  }
+
+  template <class State>
+  void track(StateCache<State>& cache, const Loaded<State>& loaded) {
+    expected_[loaded.stream] = loaded.version;
+    after_commit_[loaded.stream] = [&cache, loaded](const std::vector<const Event*>& evs,
+                                                    std::int64_t version, std::int64_t position) {
+      auto state = loaded.state;
+      for (const auto* e : evs) state = domain::evolve(std::move(state), *e);
+      cache.put(loaded.stream, {std::move(state), version, position});
+    };
+  }
+
+  infra::StoreSession* session_;
+  infra::EventStore* store_;
+  bool fresh_ = true;
+  bool used_cache_ = false;
+  bool attempted_ = false;
+  bool wrote_ = false;
   infra::Metadata meta_;
   std::map<std::string, std::int64_t> expected_;
   std::map<std::string, std::function<void(const std::vector<const Event*>&, std::int64_t,
@@ -204,7 +260,55 @@ struct CommandService::Impl {
   StateCache<domain::PaymentState> payments;
   std::string dummy_hash;  // verified against when an e-mail is unknown, so timing says nothing
 
-  // Runs one attempt after another while the store reports a concurrent change.
+  // Runs a command in one statement (see Unit): attempt after attempt while the store reports a
+  // concurrent change (then on states read from the store), and once more on states read from
+  // the store when an attempt on cached states was rejected or decided to do nothing.
+  template <class F>
+  auto run(const Context& ctx, F&& attempt) -> decltype(attempt(std::declval<Unit&>())) {
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    bool fresh = false;
+    for (int n = 1;; ++n) {
+      Unit u(store, ctx, clock, fresh);
+      try {
+        auto out = attempt(u);
+        if (!u.unconfirmed()) return out;
+        fresh = true;
+        continue;
+      } catch (const CommandRejected&) {
+        if (!u.unconfirmed()) throw;
+        fresh = true;
+        continue;
+      } catch (const infra::ConcurrencyConflict&) {
+        if (n >= max_attempts) reject({"concurrency_conflict", "too many concurrent changes"});
+      } catch (const pqxx::transaction_rollback&) {  // deadlock or serialization failure
+        if (n >= max_attempts) reject({"concurrency_conflict", "too many concurrent changes"});
+      }
+      fresh = true;
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % (200u * std::min(n, 10))));
+    }
+  }
+
+  // Order numbers come from a sequence, a block at a time, so that placing an order costs no
+  // extra round trip. Numbers are unique; a restart leaves a gap of at most one block.
+  std::string next_order_number() {
+    std::lock_guard lock(numbers_mutex);
+    if (numbers.empty()) {
+      auto lease = store.pool().acquire();
+      pqxx::nontransaction tx(*lease);
+      for (const auto& row :
+           tx.exec("SELECT nextval('order_numbers') FROM generate_series(1, 32) ORDER BY 1")) {
+        numbers.push_back(row[0].as<std::int64_t>());
+      }
+      std::reverse(numbers.begin(), numbers.end());
+    }
+    const auto n = numbers.back();
+    numbers.pop_back();
+    return "SO-" + std::to_string(n);
+  }
+  std::mutex numbers_mutex;
+  std::vector<std::int64_t> numbers;
+
+  // Runs one transaction after another while the store reports a concurrent change.
   template <class F>
   auto retrying(F&& attempt) -> decltype(attempt()) {
     thread_local std::minstd_rand rng{std::random_device{}()};
@@ -312,9 +416,7 @@ Tokens CommandService::login(const std::string& email, const std::string& passwo
 // ----------------------------------------------------------------------------------- catalog
 
 Written CommandService::create_category(const domain::CreateCategory& c, const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     domain::CategoryState parent;
     if (c.parent_id) {
       parent = u.load(impl_->categories, ev::stream("category", *c.parent_id), false).state;
@@ -392,9 +494,7 @@ Written CommandService::update_product(const std::string& id, const domain::Upda
 
 Written CommandService::adjust_stock(const std::string& id, std::int64_t delta, const Context& ctx,
                                      std::int64_t* stock_after) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto self = u.load(impl_->products, ev::stream("product", id), true);
     auto evs = checked(domain::decide(self.state, domain::AdjustStock{delta}));
     auto r = u.append(evs);
@@ -407,9 +507,7 @@ Written CommandService::adjust_stock(const std::string& id, std::int64_t delta, 
 Written CommandService::discontinue_product(const std::string& id,
                                             std::optional<std::int64_t> expected_version,
                                             const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto self = u.load(impl_->products, ev::stream("product", id), true);
     if (self.state.exists) check_version(expected_version, self.version);
     auto r = u.append(checked(domain::decide(self.state, domain::DiscontinueProduct{})));
@@ -423,9 +521,7 @@ Written CommandService::discontinue_product(const std::string& id,
 Written CommandService::add_cart_item(const std::string& user_id, const std::string& product_id,
                                       std::int64_t quantity, const Context& ctx,
                                       std::int64_t* line_quantity) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
     // The product is only read: carts never lock products, so a popular product does not
     // serialise everyone's add-to-cart.
@@ -441,9 +537,7 @@ Written CommandService::add_cart_item(const std::string& user_id, const std::str
 
 Written CommandService::change_cart_item(const std::string& user_id, const std::string& product_id,
                                          std::int64_t quantity, const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
     auto product = u.load(impl_->products, ev::stream("product", product_id), false);
     auto r = u.append(checked(domain::decide(
@@ -455,9 +549,7 @@ Written CommandService::change_cart_item(const std::string& user_id, const std::
 
 Written CommandService::remove_cart_item(const std::string& user_id, const std::string& product_id,
                                          const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
     auto r = u.append(
         checked(domain::decide(cart.state, domain::RemoveCartItem{user_id, product_id})));
@@ -471,11 +563,14 @@ Written CommandService::remove_cart_item(const std::string& user_id, const std::
 namespace {
 constexpr const char* kIdempotencyScope = "orders";
 
-std::optional<OrderPlacedResult> stored_checkout(pqxx::transaction_base& tx,
+std::optional<OrderPlacedResult> stored_checkout(infra::EventStore& store,
                                                  const std::string& user_id,
                                                  const std::string& key) {
+  auto lease = store.pool().acquire();
+  pqxx::nontransaction tx(*lease);
   auto r = tx.exec_params(
-      "SELECT response FROM idempotency_keys WHERE scope = $1 AND key = $2 AND position > 0",
+      "SELECT response, position FROM idempotency_keys "
+      "WHERE scope = $1 AND key = $2 AND position > 0",
       std::string(kIdempotencyScope) + ":" + user_id, key);
   if (r.empty()) return std::nullopt;
   json::Document d;
@@ -485,76 +580,78 @@ std::optional<OrderPlacedResult> stored_checkout(pqxx::transaction_base& tx,
   out.order_number = json::get_string(d, "order_number");
   out.currency = json::get_string(d, "currency");
   out.total = json::get_int(d, "total");
-  out.position = json::get_int(d, "position");
+  out.position = r[0][1].as<std::int64_t>();
   out.replayed = true;
   return out;
 }
+
+std::string checkout_answer(const std::string& order_id, const std::string& number,
+                            const std::string& currency, std::int64_t total) {
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  w.StartObject();
+  w.Key("order_id");
+  w.String(order_id);
+  w.Key("order_number");
+  w.String(number);
+  w.Key("currency");
+  w.String(currency);
+  w.Key("total");
+  w.Int64(total);
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
 }  // namespace
 
+// The order, a stock reservation on every product and the cart's checkout are one append; the
+// idempotency key, when given, is stored by that same append, so a key is used by exactly one
+// order (the store refuses a second use, and the request then answers with the first order).
 OrderPlacedResult CommandService::place_order(const std::string& user_id,
                                               const std::optional<std::string>& key,
                                               const Context& ctx) {
   const std::string scope = std::string(kIdempotencyScope) + ":" + user_id;
   for (;;) {
     if (key) {
-      auto s = impl_->store.begin();
-      if (auto stored = stored_checkout(s->tx(), user_id, *key)) return *stored;
+      if (auto stored = stored_checkout(impl_->store, user_id, *key)) return *stored;
     }
     try {
-      return impl_->retrying([&] {
-        auto s = impl_->store.begin();
-        Unit u(*s, ctx, impl_->clock);
+      return impl_->run(ctx, [&](Unit& u) {
         auto cart = u.load(impl_->carts, ev::stream("cart", user_id), true);
         std::vector<std::string> ids;
         for (const auto& line : cart.state.lines) ids.push_back(line.product_id);
         auto products = impl_->load_products(u, ids);
-        if (key) {
-          // A concurrent request with the same key waited for this user's cart lock above; if
-          // it placed its order meanwhile, the key is taken and its answer is the answer.
-          auto taken = s->tx().exec_params(
-              "INSERT INTO idempotency_keys (scope, key, request_hash, status, response, "
-              "position) VALUES ($1, $2, 'POST /api/orders', 0, '', 0) "
-              "ON CONFLICT (scope, key) DO NOTHING RETURNING key",
-              scope, *key);
-          if (taken.empty()) throw IdempotentReplay{};
-        }
         const std::string order_id = new_uuid();
-        const auto seq = s->tx().exec("SELECT nextval('order_numbers')")[0][0].as<std::int64_t>();
-        const std::string number = "SO-" + std::to_string(seq);
         auto evs = checked(domain::decide(
-            cart.state, domain::PlaceOrder{order_id, number, user_id, options_.currency},
-            products));
-        u.load(impl_->orders, ev::stream("order", order_id), false);
-        auto r = u.append(evs);
-        const auto& placed = std::get<ev::OrderPlaced>(evs.front());
-        OrderPlacedResult out{order_id, number, options_.currency, placed.total, r.last_position,
-                              false};
+            cart.state, domain::PlaceOrder{order_id, "", user_id, options_.currency}, products));
+        // Numbered only once the order is accepted, so that refused checkouts use up no numbers.
+        auto& placed = std::get<ev::OrderPlaced>(evs.front());
+        placed.order_number = impl_->next_order_number();
+        u.create(impl_->orders, ev::stream("order", order_id));
+        std::optional<infra::IdempotencyRecord> record;
         if (key) {
-          rapidjson::StringBuffer buf;
-          json::Writer w(buf);
-          w.StartObject();
-          w.Key("order_id");
-          w.String(out.order_id);
-          w.Key("order_number");
-          w.String(out.order_number);
-          w.Key("currency");
-          w.String(out.currency);
-          w.Key("total");
-          w.Int64(out.total);
-          w.Key("position");
-          w.Int64(out.position);
-          w.EndObject();
-          s->tx().exec_params(
-              "UPDATE idempotency_keys SET status = 201, response = $3, position = $4 "
-              "WHERE scope = $1 AND key = $2",
-              scope, *key, std::string(buf.GetString(), buf.GetSize()), out.position);
+          record = infra::IdempotencyRecord{
+              scope, *key, "POST /api/orders", 201,
+              checkout_answer(order_id, placed.order_number, options_.currency, placed.total)};
+        }
+        OrderPlacedResult out{order_id, placed.order_number, options_.currency, placed.total, 0,
+                              false};
+        try {
+          out.position = u.append(evs, record).last_position;
+        } catch (const infra::IdempotencyKeyUsed&) {
+          throw IdempotentReplay{};
         }
         u.commit();
         return out;
       });
     } catch (const IdempotentReplay&) {
-      // Another request with this key finished first: loop to answer with its stored result
-      // (or, if it failed and stored nothing, to try again).
+      // Another request with this key finished first: loop to answer with its stored result.
+    } catch (const CommandRejected&) {
+      // A request with this key that placed its order while this one was deciding emptied the
+      // cart in the same append that stored the key: its answer is this request's answer.
+      if (key) {
+        if (auto stored = stored_checkout(impl_->store, user_id, *key)) return *stored;
+      }
+      throw;
     }
   }
 }
@@ -562,9 +659,7 @@ OrderPlacedResult CommandService::place_order(const std::string& user_id,
 Written CommandService::cancel_order(const std::string& order_id, const std::string& user_id,
                                      bool as_staff, const std::string& reason,
                                      const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
     if (!order.state.exists || (!as_staff && order.state.user_id != user_id)) {
       reject({"not_found", "order not found"});
@@ -582,9 +677,7 @@ Written CommandService::cancel_order(const std::string& order_id, const std::str
 
 Written CommandService::ship_order(const std::string& order_id, const domain::ShipOrder& c,
                                    const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
     auto r = u.append(checked(domain::decide(order.state, c)));
     u.commit();
@@ -593,9 +686,7 @@ Written CommandService::ship_order(const std::string& order_id, const domain::Sh
 }
 
 Written CommandService::deliver_order(const std::string& order_id, const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
     auto r = u.append(checked(domain::decide(order.state, domain::DeliverOrder{})));
     u.commit();
@@ -608,16 +699,14 @@ Written CommandService::deliver_order(const std::string& order_id, const Context
 PaymentStarted CommandService::start_payment(const std::string& order_id,
                                              const std::string& user_id, bool as_staff,
                                              const std::string& provider, const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto order = u.load(impl_->orders, ev::stream("order", order_id), true);
     if (!order.state.exists || (!as_staff && order.state.user_id != user_id)) {
       reject({"not_found", "order not found"});
     }
     const std::string payment_id = new_uuid();
     auto evs = checked(domain::decide(order.state, domain::InitiatePayment{payment_id, provider}));
-    u.load(impl_->payments, ev::stream("payment", payment_id), false);
+    u.create(impl_->payments, ev::stream("payment", payment_id));
     auto r = u.append(evs);
     u.commit();
     return PaymentStarted{payment_id, order.state.total, r.last_position, order.state.currency};
@@ -626,9 +715,7 @@ PaymentStarted CommandService::start_payment(const std::string& order_id,
 
 PaymentSettled CommandService::settle_payment(const std::string& payment_id,
                                               const domain::SettlePayment& c, const Context& ctx) {
-  return impl_->retrying([&] {
-    auto s = impl_->store.begin();
-    Unit u(*s, ctx, impl_->clock);
+  return impl_->run(ctx, [&](Unit& u) {
     auto payment = u.load(impl_->payments, ev::stream("payment", payment_id), true);
     if (!payment.state.exists) reject({"not_found", "payment not found"});
     auto order = u.load(impl_->orders, ev::stream("order", payment.state.order_id), true);

@@ -28,33 +28,14 @@ RecordedEvent event_from_row(const pqxx::row& row) {
 void prepare_event_store(pqxx::connection& c) {
   // Streams lock in their own advisory-lock space (two-key form, class 1).
   c.prepare("es_lock_stream", "SELECT pg_advisory_xact_lock(1, hashtext($1))");
-  c.prepare("es_stream_version", "SELECT version FROM streams WHERE stream_id = $1");
+  c.prepare("es_stream_version",
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1");
   c.prepare("es_read_stream", std::string("SELECT ") + kEventColumns +
                                   " FROM events WHERE stream_id = $1 AND stream_version > $2"
                                   " ORDER BY stream_version");
-  // Moves every stream to its new version, but only where it still has the expected one; a
-  // stream that should exist but does not is filtered out. Fewer rows back than streams given
-  // means a conflict.
-  c.prepare("es_bump_streams", R"SQL(
-INSERT INTO streams AS s (stream_id, version)
-SELECT x.stream_id, x.version
-  FROM jsonb_to_recordset($1::jsonb) AS x(stream_id text, expected bigint, version bigint)
- WHERE x.expected = 0 OR (SELECT true FROM streams t WHERE t.stream_id = x.stream_id)
- ORDER BY x.stream_id
-ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version
- WHERE s.version = (SELECT y.expected
-                      FROM jsonb_to_recordset($1::jsonb) AS y(stream_id text, expected bigint)
-                     WHERE y.stream_id = EXCLUDED.stream_id)
-RETURNING s.stream_id)SQL");
-  c.prepare("es_insert_events", R"SQL(
-INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, occurred_at,
-                    correlation_id, causation_id, actor, data)
-SELECT (e.doc->>'event_id')::uuid, e.doc->>'stream_id', (e.doc->>'stream_version')::bigint,
-       e.doc->>'type', (e.doc->>'schema_version')::int, $2::timestamptz, $3::uuid, $4::uuid,
-       NULLIF($5, '')::uuid, e.doc->'data'
-  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord)
- ORDER BY e.ord
-RETURNING position, stream_id)SQL");
+  c.prepare("es_append",
+            "SELECT out_position, out_stream_id FROM es_append($1::jsonb, $2::jsonb, "
+            "$3::timestamptz, $4::uuid, $5::uuid, NULLIF($6, '')::uuid, $7::jsonb, $8::jsonb)");
   // A concurrent claim of the same value waits for the first to commit or roll back; then this
   // one either does nothing (taken) or inserts.
   c.prepare("es_claim",
@@ -113,7 +94,12 @@ std::optional<std::string> StoreSession::unique_owner(const std::string& scope,
   return std::string(r[0][0].c_str());
 }
 
-AppendResult StoreSession::append(const std::vector<StreamAppend>& streams, const Metadata& meta) {
+namespace {
+
+// Runs the one-statement append (migration 3's es_append) in `tx`.
+AppendResult append_in(pqxx::transaction_base& tx, const std::vector<StreamAppend>& streams,
+                       const Metadata& meta, const std::vector<StreamCheck>& checks,
+                       const std::optional<IdempotencyRecord>& idempotency) {
   AppendResult result;
   rapidjson::StringBuffer sbuf, ebuf;
   json::Writer sw(sbuf), ew(ebuf);
@@ -155,14 +141,45 @@ AppendResult StoreSession::append(const std::vector<StreamAppend>& streams, cons
   ew.EndArray();
   if (stream_count == 0) return result;
 
-  auto& w = impl_->work;
+  std::optional<std::string> checks_json;
+  if (!checks.empty()) {
+    rapidjson::StringBuffer buf;
+    json::Writer w(buf);
+    w.StartArray();
+    for (const auto& c : checks) {
+      w.StartObject();
+      w.Key("stream_id");
+      w.String(c.stream_id);
+      w.Key("expected");
+      w.Int64(c.expected_version);
+      w.EndObject();
+    }
+    w.EndArray();
+    checks_json.emplace(buf.GetString(), buf.GetSize());
+  }
+  std::optional<std::string> idempotency_json;
+  if (idempotency) {
+    rapidjson::StringBuffer buf;
+    json::Writer w(buf);
+    w.StartObject();
+    w.Key("scope");
+    w.String(idempotency->scope);
+    w.Key("key");
+    w.String(idempotency->key);
+    w.Key("request");
+    w.String(idempotency->request);
+    w.Key("status");
+    w.Int(idempotency->status);
+    w.Key("response");
+    w.String(idempotency->response);
+    w.EndObject();
+    idempotency_json.emplace(buf.GetString(), buf.GetSize());
+  }
   try {
-    auto bumped = w.exec_prepared("es_bump_streams", std::string(sbuf.GetString(), sbuf.GetSize()));
-    if (bumped.size() != stream_count) throw ConcurrencyConflict("stream version changed");
-    auto positions =
-        w.exec_prepared("es_insert_events", std::string(ebuf.GetString(), ebuf.GetSize()),
-                        meta.occurred_at, meta.correlation_id, meta.causation_id,
-                        meta.actor.value_or(""));
+    auto positions = tx.exec_prepared(
+        "es_append", std::string(sbuf.GetString(), sbuf.GetSize()),
+        std::string(ebuf.GetString(), ebuf.GetSize()), meta.occurred_at, meta.correlation_id,
+        meta.causation_id, meta.actor.value_or(""), checks_json, idempotency_json);
     for (const auto& row : positions) {
       const auto position = row[0].as<std::int64_t>();
       result.last_position = std::max(result.last_position, position);
@@ -172,8 +189,39 @@ AppendResult StoreSession::append(const std::vector<StreamAppend>& streams, cons
   } catch (const pqxx::unique_violation&) {
     // Two writers created the same new stream at once: the loser sees the unique index.
     throw ConcurrencyConflict("stream version changed");
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "SH001") throw ConcurrencyConflict("stream version changed");
+    if (e.sqlstate() == "SH002") throw IdempotencyKeyUsed("idempotency key already used");
+    throw;
   }
   return result;
+}
+
+}  // namespace
+
+AppendResult StoreSession::append(const std::vector<StreamAppend>& streams, const Metadata& meta,
+                                  const std::vector<StreamCheck>& checks,
+                                  const std::optional<IdempotencyRecord>& idempotency) {
+  return append_in(impl_->work, streams, meta, checks, idempotency);
+}
+
+AppendResult EventStore::append(const std::vector<StreamAppend>& streams, const Metadata& meta,
+                                const std::vector<StreamCheck>& checks,
+                                const std::optional<IdempotencyRecord>& idempotency) {
+  auto lease = pool_.acquire();
+  pqxx::nontransaction tx(*lease);
+  return append_in(tx, streams, meta, checks, idempotency);
+}
+
+std::vector<RecordedEvent> EventStore::read_stream(const std::string& stream_id,
+                                                   std::int64_t after_version) {
+  auto lease = pool_.acquire();
+  pqxx::nontransaction tx(*lease);
+  auto r = tx.exec_prepared("es_read_stream", stream_id, after_version);
+  std::vector<RecordedEvent> out;
+  out.reserve(r.size());
+  for (const auto& row : r) out.push_back(event_from_row(row));
+  return out;
 }
 
 GlobalBatch read_global(pqxx::transaction_base& tx, const GlobalCheckpoint& from, int limit) {

@@ -218,6 +218,79 @@ CREATE TABLE rm_orders (
 CREATE INDEX rm_orders_user ON rm_orders (user_id, created_at DESC, id DESC);
 CREATE INDEX rm_orders_all ON rm_orders (created_at DESC, id DESC);
 )SQL"},
+    {3, "one-statement append", R"SQL(
+-- An append in one statement, so a command needs one round trip to the database. In order:
+--  1. locks every stream written (advisory locks, in stream id order, before anything is written:
+--     the transaction id is assigned at the first write, after every earlier writer of these
+--     streams has committed, so each stream's events are in stream order in the global order);
+--  2. checks that every stream written, and every stream the decision read without writing it,
+--     is still at the version the decision was made on (a stream's version is its last event's,
+--     found through the (stream_id, stream_version) index; 0 when it has none);
+--  3. inserts the events and, when given, the idempotency key with the answer it stands for.
+-- A version that is not the expected one raises SQLSTATE SH001; an idempotency key that is
+-- already stored raises SH002. Either way nothing is written. Two writers of one stream cannot
+-- both pass step 2 (the lock), and the unique index would refuse the second anyway.
+CREATE FUNCTION es_append(p_streams jsonb, p_events jsonb, p_occurred_at timestamptz,
+                          p_correlation_id uuid, p_causation_id uuid, p_actor uuid,
+                          p_checks jsonb, p_idempotency jsonb)
+RETURNS TABLE (out_position bigint, out_stream_id text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_stream text;
+  v_positions bigint[];
+  v_streams text[];
+BEGIN
+  FOR v_stream IN SELECT x.stream_id FROM jsonb_to_recordset(p_streams) AS x(stream_id text)
+                   ORDER BY x.stream_id
+  LOOP
+    PERFORM pg_advisory_xact_lock(1, hashtext(v_stream));
+  END LOOP;
+
+  IF EXISTS (
+       SELECT 1
+         FROM (SELECT x.stream_id, x.expected
+                 FROM jsonb_to_recordset(p_streams) AS x(stream_id text, expected bigint)
+               UNION ALL
+               SELECT c.stream_id, c.expected
+                 FROM jsonb_to_recordset(coalesce(p_checks, '[]')) AS c(stream_id text,
+                                                                        expected bigint)) w
+        WHERE coalesce((SELECT max(e.stream_version) FROM events e
+                         WHERE e.stream_id = w.stream_id), 0) <> w.expected) THEN
+    RAISE EXCEPTION 'stream version changed' USING ERRCODE = 'SH001';
+  END IF;
+
+  WITH ins AS (
+    INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, occurred_at,
+                        correlation_id, causation_id, actor, data)
+    SELECT (e.doc->>'event_id')::uuid, e.doc->>'stream_id', (e.doc->>'stream_version')::bigint,
+           e.doc->>'type', (e.doc->>'schema_version')::int, p_occurred_at, p_correlation_id,
+           p_causation_id, p_actor, e.doc->'data'
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(doc, ord)
+     ORDER BY e.ord
+    RETURNING events.position, events.stream_id)
+  SELECT array_agg(ins.position ORDER BY ins.position), array_agg(ins.stream_id ORDER BY ins.position)
+    INTO v_positions, v_streams
+    FROM ins;
+
+  IF p_idempotency IS NOT NULL THEN
+    INSERT INTO idempotency_keys (scope, key, request_hash, status, response, position)
+    VALUES (p_idempotency->>'scope', p_idempotency->>'key', p_idempotency->>'request',
+            (p_idempotency->>'status')::int, p_idempotency->>'response',
+            v_positions[array_upper(v_positions, 1)])
+    ON CONFLICT (scope, key) DO NOTHING;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'idempotency key already used' USING ERRCODE = 'SH002';
+    END IF;
+  END IF;
+
+  RETURN QUERY SELECT * FROM unnest(v_positions, v_streams);
+END
+$fn$;
+
+-- Stream versions are read from the events themselves (see es_append): the table that kept a
+-- copy of them, updated by every append, is gone.
+DROP TABLE streams;
+)SQL"},
 };
 }  // namespace
 

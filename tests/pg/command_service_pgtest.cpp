@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <set>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -211,6 +212,72 @@ TEST_F(CommandServiceTest, SkuIsUniqueAcrossProducts) {
   } catch (const CommandRejected& e) {
     EXPECT_EQ(e.error.code, "sku_taken");
   }
+}
+
+// Two command services over one store, as two command-api processes would be: each keeps its
+// own cache of stream states, which the other's writes make stale.
+class TwoServicesTest : public CommandServiceTest {
+ protected:
+  void SetUp() override {
+    CommandServiceTest::SetUp();
+    other_ = std::make_unique<CommandService>(*store_, *jwt_, clock_, ServiceOptions{});
+  }
+  void TearDown() override {
+    other_.reset();
+    CommandServiceTest::TearDown();
+  }
+  std::unique_ptr<CommandService> other_;
+};
+
+TEST_F(TwoServicesTest, AStaleCachedStateIsNeverWrittenOver) {
+  const auto a = product(100), b = product(100);
+  const auto user = new_uuid();
+  service_->add_cart_item(user, a, 1, ctx());  // this service caches the cart at version 1
+  other_->add_cart_item(user, b, 2, ctx());    // the other moves it to version 2
+  auto w = service_->add_cart_item(user, a, 1, ctx());
+  EXPECT_EQ(w.version, 3);
+  auto o = service_->place_order(user, std::nullopt, ctx());
+  EXPECT_EQ(o.total, 2 * 10000 + 2 * 10000);  // both lines, the other service's one included
+  EXPECT_EQ(stock_of(a), 98);
+  EXPECT_EQ(stock_of(b), 98);
+}
+
+TEST_F(TwoServicesTest, ARefusalOnAStaleCachedStateIsDecidedAgainOnTheStoredOne) {
+  const auto a = product(5);
+  service_->adjust_stock(a, -5, ctx());  // this service caches a stock of 0
+  other_->adjust_stock(a, 10, ctx());    // the other restocks
+  std::int64_t after = 0;
+  EXPECT_NO_THROW(service_->adjust_stock(a, -3, ctx(), &after));  // not insufficient_stock
+  EXPECT_EQ(after, 7);
+  EXPECT_EQ(stock_of(a), 7);
+}
+
+TEST_F(TwoServicesTest, AProductChangedSinceItWasReadFailsTheCartAppend) {
+  const auto a = product(5);
+  const auto user = new_uuid();
+  service_->add_cart_item(user, a, 1, ctx());  // caches the product as on sale
+  other_->discontinue_product(a, std::nullopt, ctx());
+  try {
+    service_->add_cart_item(user, a, 1, ctx());
+    FAIL() << "a discontinued product went into the cart";
+  } catch (const CommandRejected& e) {
+    EXPECT_NE(e.error.code, "concurrency_conflict");
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'CartItemAdded'"), 1);
+}
+
+TEST_F(TwoServicesTest, OrderNumbersAreUniqueAcrossServices) {
+  const auto a = product(1000);
+  std::set<std::string> numbers;
+  for (int i = 0; i < 40; ++i) {
+    auto& svc = i % 2 ? *service_ : *other_;
+    const auto user = new_uuid();
+    svc.add_cart_item(user, a, 1, ctx());
+    EXPECT_TRUE(numbers.insert(svc.place_order(user, std::nullopt, ctx()).order_number).second);
+  }
+  EXPECT_EQ(count("SELECT count(DISTINCT data->>'order_number') FROM events "
+                  "WHERE type = 'OrderPlaced'"),
+            40);
 }
 
 }  // namespace

@@ -35,6 +35,11 @@ struct UniqueClaimTaken : std::runtime_error {
   std::string scope, value;
 };
 
+// The idempotency key given with an append was stored by an earlier append: nothing was written.
+struct IdempotencyKeyUsed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct PendingEvent {
   std::string event_id;
   std::string type;
@@ -46,6 +51,22 @@ struct StreamAppend {
   std::string stream_id;
   std::int64_t expected_version = kNoStream;
   std::vector<PendingEvent> events;
+};
+
+// A stream the command read but does not write: its version must still be the one it read.
+struct StreamCheck {
+  std::string stream_id;
+  std::int64_t expected_version = kNoStream;
+};
+
+// An idempotency key stored by the append, with the answer it stands for; a second append with
+// the same scope and key fails with IdempotencyKeyUsed.
+struct IdempotencyRecord {
+  std::string scope;
+  std::string key;
+  std::string request;   // what the key was used for, e.g. "POST /api/orders"
+  int status = 0;        // the HTTP status of the answer
+  std::string response;  // the answer (JSON)
 };
 
 struct Metadata {
@@ -90,8 +111,10 @@ class StoreSession {
   std::optional<std::string> unique_owner(const std::string& scope, const std::string& value);
 
   // Appends to every stream at once or to none. Throws ConcurrencyConflict when any stream's
-  // version is not the expected one.
-  AppendResult append(const std::vector<StreamAppend>& streams, const Metadata& meta);
+  // version (or a checked stream's) is not the expected one, IdempotencyKeyUsed when the key is.
+  AppendResult append(const std::vector<StreamAppend>& streams, const Metadata& meta,
+                      const std::vector<StreamCheck>& checks = {},
+                      const std::optional<IdempotencyRecord>& idempotency = std::nullopt);
 
   pqxx::dbtransaction& tx();
   void commit();
@@ -104,8 +127,18 @@ class StoreSession {
 class EventStore {
  public:
   explicit EventStore(ConnectionPool& pool) : pool_(pool) {}
+  // A transaction, for commands that write more than events (unique claims, credentials).
   std::unique_ptr<StoreSession> begin() { return std::make_unique<StoreSession>(pool_.acquire()); }
   ConnectionPool& pool() { return pool_; }
+
+  // The same append as StoreSession::append, as one statement in a transaction of its own: one
+  // round trip. It takes the streams' locks itself, before it writes.
+  AppendResult append(const std::vector<StreamAppend>& streams, const Metadata& meta,
+                      const std::vector<StreamCheck>& checks = {},
+                      const std::optional<IdempotencyRecord>& idempotency = std::nullopt);
+  // A stream's events with a version above `after_version`, in order (no transaction kept).
+  std::vector<RecordedEvent> read_stream(const std::string& stream_id,
+                                         std::int64_t after_version = 0);
 
  private:
   ConnectionPool& pool_;
