@@ -14,6 +14,9 @@ PACKAGES=(
   # under /root, secrets for .env, a free-port helper, a compiler cache for repeated builds, jq for
   # the curl examples that run.sh prints
   acl openssl python3 ccache jq
+  # infra/kafka/kafka.sh runs a real Apache Kafka broker from Maven Central jars (Java, Maven);
+  # the C++ code talks to it through librdkafka; kcat reads and writes topics from the shell
+  openjdk-17-jre-headless maven librdkafka-dev kcat
 )
 
 missing=()

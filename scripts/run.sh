@@ -2,6 +2,9 @@
 # THE run command: the whole shop backend on this machine, from any directory.
 #
 #   scripts/run.sh              install packages, build, start everything, stay in the foreground
+#   scripts/run.sh --kafka      the same with Apache Kafka: a local broker (data/kafka), the outbox
+#                               relay (shop-relay) publishing every event, and the projector
+#                               consuming the topics instead of reading the store
 #   scripts/run.sh --no-build   use the binaries already in build/
 #   scripts/run.sh --help
 #
@@ -12,6 +15,9 @@
 # database `shop`; runs `shopctl migrate` and `shopctl create-admin`; starts projector,
 # command-api and query-api in the background (logs in ./data/logs/); waits for them; loads the
 # demo catalog (`shopctl seed-demo`); prints URLs, the admin's credentials and curl examples.
+# With --kafka: also starts a persistent single-node Kafka broker under ./data/kafka on
+# 127.0.0.1:$KAFKA_PORT (default 59092; infra/kafka/kafka.sh start-local) and shop-relay, and
+# gives the projector KAFKA_BROKERS (see docs/KAFKA.md).
 # Ctrl-C (or SIGTERM) stops the services and PostgreSQL; the data stays in ./data for next time.
 # If a service dies, its log tail is printed and the script exits non-zero.
 set -euo pipefail
@@ -19,12 +25,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 BUILD=1
+KAFKA=0
 for arg in "$@"; do
   case "$arg" in
     --no-build) BUILD=0 ;;
+    --kafka) KAFKA=1 ;;
     -h | --help)
       usage
       exit 0
@@ -46,7 +54,9 @@ BIN_COMMAND=$ROOT/build/command-api/command-api
 BIN_QUERY=$ROOT/build/query-api/query-api
 BIN_PROJECTOR=$ROOT/build/projector/projector
 BIN_SHOPCTL=$ROOT/build/tools/shopctl/shopctl
-SERVICES=(projector command-api query-api)
+BIN_RELAY=$ROOT/build/command-api/shop-relay
+KAFKA_DIR=$DATA/kafka
+SERVICES=(projector command-api query-api relay)
 
 say() { printf '\n==> %s\n' "$*"; }
 die() {
@@ -59,12 +69,14 @@ binary_of() {
     projector) echo "$BIN_PROJECTOR" ;;
     command-api) echo "$BIN_COMMAND" ;;
     query-api) echo "$BIN_QUERY" ;;
+    relay) echo "$BIN_RELAY" ;;
   esac
 }
 
 # ---- stopping ------------------------------------------------------------------------------------
 declare -A PIDS=()
 PG_STARTED=0
+KAFKA_STARTED=0
 STOPPING=0
 
 stop_service() { # NAME: SIGTERM, then SIGKILL after 15 s
@@ -97,7 +109,11 @@ cleanup() {
   # The APIs first (no new writes), then the projector, then the database.
   stop_service query-api
   stop_service command-api
+  stop_service relay
   stop_service projector
+  if [ "$KAFKA_STARTED" -eq 1 ]; then
+    bash "$ROOT/infra/kafka/kafka.sh" stop-local "$KAFKA_DIR" 9>&- || true
+  fi
   if [ "$PG_STARTED" -eq 1 ]; then
     bash "$ROOT/scripts/pg.sh" stop-local "$PGDIR" 9>&- || true
   fi
@@ -300,9 +316,9 @@ if [ "$BUILD" -eq 1 ]; then
   say "build (build/, RelWithDebInfo)"
   configure "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOP_SANITIZE=OFF
   cmake --build "$ROOT/build" -j "$(nproc 2>/dev/null || echo 2)" \
-    --target command-api query-api projector shopctl
+    --target command-api query-api projector shopctl shop-relay
 fi
-for bin in "$BIN_COMMAND" "$BIN_QUERY" "$BIN_PROJECTOR" "$BIN_SHOPCTL"; do
+for bin in "$BIN_COMMAND" "$BIN_QUERY" "$BIN_PROJECTOR" "$BIN_SHOPCTL" "$BIN_RELAY"; do
   [ -x "$bin" ] || die "$bin is missing: run without --no-build"
 done
 
@@ -352,7 +368,21 @@ say "schema and admin account"
 "$BIN_SHOPCTL" create-admin --email "$ADMIN_EMAIL" --password "$ADMIN_PASSWORD"
 
 
+if [ "$KAFKA" -eq 1 ]; then
+  KAFKA_PORT=${KAFKA_PORT:-59092}
+  say "Kafka (data/kafka, 127.0.0.1:$KAFKA_PORT)"
+  KAFKA_STARTED=1
+  bash "$ROOT/infra/kafka/kafka.sh" start-local "$KAFKA_DIR" "$KAFKA_PORT" 9>&-
+  export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+else
+  # The embedded default: no Kafka, even when the shell or .env names a broker.
+  unset KAFKA_BROKERS
+fi
+
 say "services"
+if [ "$KAFKA" -eq 1 ]; then
+  start_service relay
+fi
 start_service projector
 start_service command-api
 start_service query-api
@@ -372,7 +402,7 @@ cat <<EOF
    command API (writes):  $CMD_URL
    query API (reads):     $QRY_URL
    admin:                 $ADMIN_EMAIL / $ADMIN_PASSWORD
-   logs:                  data/logs/{projector,command-api,query-api}.log
+   logs:                  data/logs/{projector,command-api,query-api$( [ "$KAFKA" -eq 1 ] && echo ",relay")}.log$( [ "$KAFKA" -eq 1 ] && printf '\n   Kafka:                 %s (topics %s.*; kcat -b %s -L)' "$KAFKA_BROKERS" "${KAFKA_TOPIC_PREFIX:-shop}" "$KAFKA_BROKERS")
    configuration:         .env        database: data/pg (127.0.0.1:$PG_PORT)
 
  Try it (bash; jq was installed by scripts/install-deps.sh):

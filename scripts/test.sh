@@ -9,10 +9,11 @@
 #
 # Steps: install missing Debian packages (scripts/install-deps.sh) -> configure and build `build`
 # (Ninja, RelWithDebInfo, every target) -> start a throwaway PostgreSQL (scripts/pg.sh start-temp)
-# and export TEST_DATABASE_URL -> ctest on `build` (all labels: unit, pg, e2e) -> configure and
-# build `build-asan` (-DSHOP_SANITIZE=ON, Debug at -O1) -> ctest on `build-asan`. PostgreSQL is
-# always stopped and deleted on exit. Exits non-zero when any step failed; ends with a summary
-# and a closing line `tests: N passed, N failed, N skipped`.
+# and export TEST_DATABASE_URL -> start a throwaway Kafka broker (infra/kafka/kafka.sh start-temp)
+# and export TEST_KAFKA_BROKERS -> ctest on `build` (all labels: unit, pg, e2e, kafka) ->
+# configure and build `build-asan` (-DSHOP_SANITIZE=ON, Debug at -O1) -> ctest on `build-asan`.
+# PostgreSQL and the broker are always stopped and deleted on exit. Exits non-zero when any step
+# failed; ends with a summary and a closing line `tests: N passed, N failed, N skipped`.
 #
 # Environment: CTEST_PARALLEL_LEVEL (default: number of cores) sets how many tests run at once.
 set -euo pipefail
@@ -20,7 +21,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-usage() { sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 FAST=0
 for arg in "$@"; do
@@ -50,6 +51,7 @@ FAILED=0
 PASSED_TESTS=0
 FAILED_TESTS=0
 SKIPPED_TESTS=0
+KAFKA_DIR="" # the Kafka broker this script started (see "Kafka broker" below)
 
 say() { printf '\n=== %s\n' "$*"; }
 
@@ -112,7 +114,9 @@ reap_strays() {
 cleanup() {
   local rc=$?
   reap_strays || true
-  # --- Kafka broker: stop it here (see "Kafka broker" below) ---
+  if [ -n "${KAFKA_DIR:-}" ]; then
+    bash "$ROOT/infra/kafka/kafka.sh" stop-temp "$KAFKA_DIR" || true
+  fi
   if [ -n "${SHOP_TEST_PG_DIR:-}" ]; then
     bash "$ROOT/scripts/pg.sh" stop-temp "$SHOP_TEST_PG_DIR" || true
   fi
@@ -214,10 +218,19 @@ start_postgres() {
 }
 
 # --- Kafka broker -------------------------------------------------------------------------------
-# Not used yet. When the projector reads from Kafka, start a throwaway broker here (after
-# PostgreSQL, before the tests), export its address for the tests (e.g. TEST_KAFKA_BROKERS) and
-# stop it in cleanup() above.
-start_kafka() { :; }
+# A throwaway single-node Apache Kafka broker (infra/kafka/kafka.sh start-temp; the jars come from
+# Maven Central on first use and are cached), started after PostgreSQL and kept for both test
+# passes. The tests find it through TEST_KAFKA_BROKERS and fail without it. cleanup() above stops
+# and deletes the broker this script started: KAFKA_DIR names it, never an inherited variable.
+unset TEST_KAFKA_BROKERS TEST_KAFKA_DIR
+start_kafka() {
+  local exports
+  exports=$(bash "$ROOT/infra/kafka/kafka.sh" start-temp) || return 1
+  eval "$exports"
+  KAFKA_DIR=$TEST_KAFKA_DIR
+  export TEST_KAFKA_BROKERS TEST_KAFKA_DIR
+  echo "TEST_KAFKA_BROKERS=$TEST_KAFKA_BROKERS"
+}
 # -------------------------------------------------------------------------------------------------
 
 TOTAL_START=$SECONDS
@@ -233,7 +246,7 @@ fi
 PG_OK=0
 if [ "$BUILD_OK" -eq 1 ] && stage "start PostgreSQL (scripts/pg.sh start-temp)" start_postgres; then
   PG_OK=1
-  stage "start Kafka broker (not used yet)" start_kafka || true
+  stage "start Kafka broker (kafka.sh start-temp)" start_kafka || true
   stage "tests: build" run_ctest "$ROOT/build" || true
 fi
 

@@ -1,11 +1,22 @@
 #include "shop/events/events.h"
 
+#include <algorithm>
+
 namespace shop::events {
 
 namespace {
 template <class... Ts>
 std::vector<std::string_view> type_names(std::variant<Ts...>*) {
   return {Ts::kType...};
+}
+
+template <class... Ts>
+std::vector<std::string_view> category_names(std::variant<Ts...>*) {
+  std::vector<std::string_view> out;
+  for (auto c : {Ts::kCategory...}) {
+    if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+  }
+  return out;
 }
 
 template <std::size_t I = 0>
@@ -38,6 +49,12 @@ std::string data_of(const Event& e) {
 
 const std::vector<std::string_view>& all_types() {
   static const std::vector<std::string_view> names = type_names(static_cast<Event*>(nullptr));
+  return names;
+}
+
+const std::vector<std::string_view>& all_categories() {
+  static const std::vector<std::string_view> names =
+      category_names(static_cast<Event*>(nullptr));
   return names;
 }
 

@@ -291,6 +291,17 @@ $fn$;
 -- copy of them, updated by every append, is gone.
 DROP TABLE streams;
 )SQL"},
+    {4, "relay status", R"SQL(
+-- How far the outbox relay has published, per topic prefix: for status pages and lag metrics
+-- only. The relay resumes from the checkpoint it commits to Kafka with every batch, not from here.
+CREATE TABLE relay_status (
+  name               text PRIMARY KEY,
+  last_tx            xid8 NOT NULL,
+  last_position      bigint NOT NULL,
+  published_position bigint NOT NULL,
+  updated_at         timestamptz NOT NULL
+);
+)SQL"},
 };
 }  // namespace
 

@@ -286,6 +286,8 @@ std::string data_of(const Event& e);  // the payload as compact JSON
 
 // Every event type name, in declaration order.
 const std::vector<std::string_view>& all_types();
+// Every stream category (user, category, product, cart, order, payment), each once.
+const std::vector<std::string_view>& all_categories();
 
 // Decodes a stored payload. Throws codec::DecodeError on an unknown type or a malformed payload.
 Event decode(std::string_view type, int schema_version, std::string_view data);
