@@ -55,7 +55,7 @@ void append_json_string(std::string& out, std::string_view text) {
   out.push_back('"');
 }
 
-void append_envelope_json(std::string& out, const RecordedEvent& e) {
+void append_envelope_json(std::string& out, const EnvelopeView& e) {
   out.append("{\"position\":");
   append_int(out, e.position);
   out.append(",\"stream_id\":");
@@ -83,6 +83,22 @@ void append_envelope_json(std::string& out, const RecordedEvent& e) {
   out.append(",\"data\":");
   out.append(e.data);
   out.push_back('}');
+}
+
+void append_envelope_json(std::string& out, const RecordedEvent& e) {
+  EnvelopeView v;
+  v.position = e.position;
+  v.stream_id = e.stream_id;
+  v.stream_version = e.stream_version;
+  v.type = e.type;
+  v.schema_version = e.schema_version;
+  v.occurred_at = e.occurred_at;
+  v.event_id = e.event_id;
+  v.correlation_id = e.correlation_id;
+  v.causation_id = e.causation_id;
+  if (e.actor) v.actor = *e.actor;
+  v.data = e.data;
+  append_envelope_json(out, v);
 }
 
 }  // namespace shop::events

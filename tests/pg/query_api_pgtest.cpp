@@ -4,6 +4,7 @@
 // tokens, owners, read-your-writes, X-Position, the response cache and bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <pqxx/pqxx>
@@ -958,6 +959,46 @@ TEST_F(QueryApiTest, CursorCodecRoundTripsAndRefusesOtherScopes) {
   EXPECT_FALSE(base64url_decode("Zm9v="));
   EXPECT_FALSE(base64url_decode("Z"));
   EXPECT_FALSE(base64url_decode("Zh"));  // non-zero trailing bits
+}
+
+
+// GET /api/schemas/events: every event type with its schema version, category and JSON Schema,
+// to anyone, without touching the read models.
+TEST_F(QueryApiTest, EventSchemasArePublicAndComplete) {
+  const auto r = get("/api/schemas/events");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("Cache-Control"), "public, max-age=300");
+  ASSERT_TRUE(r.items().IsArray());
+  std::vector<std::string> types;
+  for (const auto& item : r.items().GetArray()) {
+    const std::string type = json::get_string(item, "type");
+    types.push_back(type);
+    ASSERT_TRUE(item.HasMember("schema_version") && item["schema_version"].IsInt()) << type;
+    EXPECT_GE(item["schema_version"].GetInt(), 1) << type;
+    EXPECT_FALSE(json::get_string(item, "category").empty()) << type;
+    ASSERT_TRUE(item.HasMember("schema") && item["schema"].IsObject()) << type;
+    EXPECT_EQ(json::get_string(item["schema"], "title"), type);
+    EXPECT_EQ(json::get_string(item["schema"], "type"), "object") << type;
+  }
+  EXPECT_TRUE(std::is_sorted(types.begin(), types.end()));
+  const std::set<std::string> known(types.begin(), types.end());
+  EXPECT_EQ(known.size(), 20u);
+  for (const char* t : {"UserRegistered", "OrderPlaced", "CartItemAdded", "PaymentCaptured"}) {
+    EXPECT_TRUE(known.contains(t)) << t;
+  }
+  const auto& placed = r.items().GetArray()[static_cast<rapidjson::SizeType>(
+      std::find(types.begin(), types.end(), "OrderPlaced") - types.begin())];
+  EXPECT_EQ(json::get_string(placed, "category"), "order");
+
+  // Public even with a bad token, and served while the database is away.
+  EXPECT_EQ(get("/api/schemas/events", {{"Authorization", "Bearer nonsense"}}).status, 200);
+  Options o = options();
+  o.database_url = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1";
+  auto offline = make_app(o);
+  const auto away = get("/api/schemas/events", {}, offline.get());
+  EXPECT_EQ(away.status, 200);
+  EXPECT_EQ(away.body, r.body);
+  EXPECT_EQ(get("/api/schemas/events/OrderPlaced").status, 404);
 }
 
 }  // namespace

@@ -1,8 +1,11 @@
 // shopctl: the admin and analyst command line. Reads the same configuration as the services
 // (environment, then ./.env).
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "analyst.h"
 #include "demo.h"
 #include "shop/command/service.h"
 #include "shop/infra/config.h"
@@ -42,11 +45,24 @@ int main(int argc, char** argv) {
 
   auto* seed = app.add_subcommand("seed-demo", "load a demo catalog through the command path");
 
-  CLI11_PARSE(app, argc, argv);
+  tools::ReplayArgs replay_args;
+  auto* replay = tools::add_replay_command(app, replay_args);
+  tools::SchemasArgs schemas_args;
+  auto* schemas = tools::add_schemas_command(app, schemas_args);
+
+  const tools::Console console{STDOUT_FILENO, &std::cout, &std::cerr, ::isatty(STDERR_FILENO) == 1};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return tools::parse_error_exit(app, e, console);
+  }
+  // The analysts' commands only read: no migrations, no secrets.
+  if (*schemas) return tools::run_schemas_command(schemas_args, console);
 
   try {
     auto config = infra::Config::load();
     log::setup("shopctl", config.get_or("LOG_LEVEL", "warn"));
+    if (*replay) return tools::run_replay_command(replay_args, config, console);
     infra::crypto_init();
     const auto url = config.require("DATABASE_URL");
     infra::migrate(url);
