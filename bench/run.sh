@@ -20,6 +20,9 @@
 #   --keep            keep the temporary PostgreSQL cluster and logs (path printed at the end)
 #   --only LIST       comma-separated subset of: list,product,add-to-cart,checkout,visibility,
 #                     pgbench
+#   --kafka           run with Apache Kafka: a throwaway broker (infra/kafka/kafka.sh), shop-relay
+#                     publishing every event, and the projector consuming the topics; visibility is
+#                     then command -> store -> relay -> Kafka -> projector -> query API
 #   --busy-limit P    repeat a measurement (at most twice) when processes that are not part of the
 #                     run used P % of a CPU or more during it, after waiting for them (default 15;
 #                     0: never repeat)
@@ -64,6 +67,8 @@ VIS_PROBES=4
 VIS_BACKGROUND=16
 VIS_RATE=1000
 BUSY_LIMIT=15
+KAFKA=0
+KAFKA_DIR=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -79,6 +84,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --busy-limit) BUSY_LIMIT=$2; shift 2 ;;
+    --kafka) KAFKA=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; echo "unknown option: $1" >&2; exit 2 ;;
   esac
@@ -160,9 +166,12 @@ cleanup() {
   trap '' INT TERM EXIT
   [ -n "$MONITOR_PID" ] && kill "$MONITOR_PID" 2>/dev/null || true
   local name
-  for name in query-api command-api projector; do
+  for name in query-api command-api relay projector; do
     [ -n "${PIDS[$name]:-}" ] && stop_pid "$name" "${PIDS[$name]}"
   done
+  if [ -n "$KAFKA_DIR" ]; then
+    bash "$ROOT/infra/kafka/kafka.sh" stop-temp "$KAFKA_DIR" >/dev/null 2>&1 || true
+  fi
   if [ "$PG_STARTED" -eq 1 ]; then
     as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
@@ -208,11 +217,12 @@ if [ "$BUILD" -eq 1 ]; then
   elif [ -n "$BUILD_TYPE_GIVEN" ]; then
     cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
   fi  # else: an existing build directory keeps its own type (reported below)
-  ninja -C "$BUILD_DIR" command-api query-api projector shopctl shop-loadgen
+  ninja -C "$BUILD_DIR" command-api query-api projector shopctl shop-loadgen shop-relay
 fi
 BIN_COMMAND=$BUILD_DIR/command-api/command-api
 BIN_QUERY=$BUILD_DIR/query-api/query-api
 BIN_PROJECTOR=$BUILD_DIR/projector/projector
+BIN_RELAY=$BUILD_DIR/command-api/shop-relay
 BIN_SHOPCTL=$BUILD_DIR/tools/shopctl/shopctl
 LOADGEN=$BUILD_DIR/bench/shop-loadgen
 for b in "$BIN_COMMAND" "$BIN_QUERY" "$BIN_PROJECTOR" "$BIN_SHOPCTL" "$LOADGEN"; do
@@ -320,6 +330,16 @@ wait_health() { # NAME URL
   done
   die "$1 did not answer $2 within 60 s"
 }
+if [ "$KAFKA" -eq 1 ]; then
+  eval "$(bash "$ROOT/infra/kafka/kafka.sh" start-temp)"
+  KAFKA_DIR=$TEST_KAFKA_DIR
+  export KAFKA_BROKERS=$TEST_KAFKA_BROKERS
+  unset TEST_KAFKA_BROKERS TEST_KAFKA_DIR
+  echo "  Kafka broker $KAFKA_BROKERS"
+  start_service relay "$BIN_RELAY"
+else
+  unset KAFKA_BROKERS
+fi
 start_service projector "$BIN_PROJECTOR"
 start_service command-api "$BIN_COMMAND"
 start_service query-api "$BIN_QUERY"
@@ -382,6 +402,7 @@ catch_up() {
 our_pids() {
   local name pm
   for name in "${!PIDS[@]}"; do echo "${PIDS[$name]}"; done
+  [ -n "$KAFKA_DIR" ] && cat "$KAFKA_DIR/broker.pid" 2>/dev/null
   pm=$(head -n 1 "$WORK/pg/data/postmaster.pid" 2>/dev/null || true)
   if [ -n "$pm" ]; then
     echo "$pm"
@@ -407,7 +428,7 @@ classify() {
     FNR == NR { mine[$1] = 1; next }
     /^Average:/ && $3 ~ /^[0-9]+$/ {
       c = $NF
-      if (c ~ /^(postgres|command-api|query-api|projector)$/) { if (!($3 in mine)) c = "other" }
+      if (c ~ /^(postgres|command-api|query-api|projector|shop-relay|java)$/) { if (!($3 in mine)) c = "other" }
       else if (c ~ /^(wrk|shop-loadgen|pgbench)$/) { }
       else if (c ~ /^(kworker|jbd2|ksoftirqd|kcompactd|kswapd|rcu_|migration|irq\/|kthreadd|writeback)/) c = "kernel"
       else c = "other"

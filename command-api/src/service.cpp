@@ -348,8 +348,21 @@ CommandService::~CommandService() = default;
 Written CommandService::register_user(const std::string& email_in, const std::string& password,
                                       const std::string& name,
                                       const std::vector<std::string>& roles, const Context& ctx) {
-  const std::string email = normalize_email(email_in);
   const std::string hash = infra::hash_password(password);  // slow on purpose: outside the lock
+  return register_user_with_password_hash(email_in, hash, name, roles, ctx);
+}
+
+// The seeding entry point (see service.h); register_user is this after hashing the password.
+Written CommandService::register_user_with_password_hash(const std::string& email_in,
+                                                         const std::string& hash,
+                                                         const std::string& name,
+                                                         const std::vector<std::string>& roles,
+                                                         const Context& ctx) {
+  // A hash in any other form would make the account one that can never sign in.
+  if (!hash.starts_with("$argon2id$")) {
+    throw std::invalid_argument("the password hash is not an argon2id hash string");
+  }
+  const std::string email = normalize_email(email_in);
   const std::string user_id = new_uuid();
   return impl_->retrying([&] {
     auto s = impl_->store.begin();

@@ -35,6 +35,13 @@ const DemoProduct kProducts[] = {
     {"Mice", "MSE-PRO-WL", "Pro Wireless Mouse", "26k DPI sensor, 70 h battery", 7999, 150},
     {"Mice", "MSE-ERGO-V", "Ergo Vertical Mouse", "Vertical grip for all-day comfort", 5999, 80},
 };
+
+// The category tree, parents first: name and parent's name.
+const std::pair<const char*, const char*> kCategories[] = {
+    {"Computers", nullptr},  {"Laptops", "Computers"}, {"Desktops", "Computers"},
+    {"Monitors", nullptr},   {"Accessories", nullptr}, {"Keyboards", "Accessories"},
+    {"Mice", "Accessories"},
+};
 }  // namespace
 
 int seed_demo(command::CommandService& service, infra::EventStore& store) {
@@ -45,19 +52,12 @@ int seed_demo(command::CommandService& service, infra::EventStore& store) {
   }
   auto ctx = command::Context::make(std::nullopt);
   std::map<std::string, std::string> ids;
-  auto category = [&](const std::string& name, std::optional<std::string> parent) {
+  for (const auto& [name, parent] : kCategories) {
     const std::string id = new_uuid();
-    service.create_category({id, name, std::move(parent)}, ctx);
+    service.create_category(
+        {id, name, parent ? std::optional<std::string>(ids.at(parent)) : std::nullopt}, ctx);
     ids[name] = id;
-    return id;
-  };
-  const auto computers = category("Computers", std::nullopt);
-  category("Laptops", computers);
-  category("Desktops", computers);
-  category("Monitors", std::nullopt);
-  const auto accessories = category("Accessories", std::nullopt);
-  category("Keyboards", accessories);
-  category("Mice", accessories);
+  }
   int n = 0;
   for (const auto& p : kProducts) {
     service.create_product(
@@ -65,6 +65,31 @@ int seed_demo(command::CommandService& service, infra::EventStore& store) {
     ++n;
   }
   return n;
+}
+
+std::map<std::string, std::string> demo_categories(command::CommandService& service,
+                                                   infra::EventStore& store) {
+  std::map<std::string, std::string> found;
+  {
+    auto s = store.begin();
+    for (const auto& row : s->tx().exec("SELECT data->>'name', data->>'category_id' FROM events "
+                                        "WHERE type = 'CategoryCreated' ORDER BY position")) {
+      found.emplace(row[0].c_str(), row[1].c_str());  // the first of each name stays
+    }
+  }
+  std::map<std::string, std::string> ids;
+  auto ctx = command::Context::make(std::nullopt);
+  for (const auto& [name, parent] : kCategories) {
+    if (auto it = found.find(name); it != found.end()) {
+      ids[name] = it->second;
+      continue;
+    }
+    const std::string id = new_uuid();
+    service.create_category(
+        {id, name, parent ? std::optional<std::string>(ids.at(parent)) : std::nullopt}, ctx);
+    ids[name] = id;
+  }
+  return ids;
 }
 
 }  // namespace shop::tools

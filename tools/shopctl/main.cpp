@@ -7,6 +7,7 @@
 
 #include "analyst.h"
 #include "demo.h"
+#include "seed.h"
 #include "shop/command/service.h"
 #include "shop/infra/config.h"
 #include "shop/infra/crypto.h"
@@ -16,8 +17,9 @@
 namespace {
 
 struct Services {
-  explicit Services(const shop::infra::Config& config)
-      : pool(config.require("DATABASE_URL"), 2, shop::infra::prepare_event_store),
+  // `connections`: one per thread that runs commands.
+  explicit Services(const shop::infra::Config& config, std::size_t connections = 2)
+      : pool(config.require("DATABASE_URL"), connections, shop::infra::prepare_event_store),
         store(pool),
         jwt(config.require("JWT_SECRET"), "shop"),
         service(store, jwt, clock, {.currency = config.get_or("STORE_CURRENCY", "USD")}) {}
@@ -43,7 +45,23 @@ int main(int argc, char** argv) {
   admin->add_option("--password", password, "password (at least 10 characters)")->required();
   admin->add_option("--name", name, "display name");
 
-  auto* seed = app.add_subcommand("seed-demo", "load a demo catalog through the command path");
+  auto* seed = app.add_subcommand(
+      "seed-demo",
+      "load a demo catalog through the command path; with --products, --users or --orders, add "
+      "realistic data at scale (customers' password: " +
+          std::string(tools::kDemoCustomerPassword) + ")");
+  tools::SeedOptions seed_options;
+  seed->add_option("--products", seed_options.products, "new products over the demo categories")
+      ->check(CLI::NonNegativeNumber);
+  seed->add_option("--users", seed_options.users, "new customers")->check(CLI::NonNegativeNumber);
+  seed->add_option("--orders", seed_options.orders,
+                   "shopping sessions: cart, checkout, then paid, shipped, delivered or cancelled")
+      ->check(CLI::NonNegativeNumber);
+  seed->add_option("--seed", seed_options.seed, "random seed: the same seed, the same data")
+      ->capture_default_str();
+  seed->add_option("--threads", seed_options.threads, "commands run concurrently")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
 
   tools::ReplayArgs replay_args;
   auto* replay = tools::add_replay_command(app, replay_args);
@@ -55,6 +73,12 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return tools::parse_error_exit(app, e, console);
+  }
+  if (*seed) {
+    if (auto problem = tools::seed_options_problem(seed_options); !problem.empty()) {
+      std::cerr << "seed-demo: " << problem << "\n";
+      return tools::kExitUsage;
+    }
   }
   // The analysts' commands only read: no migrations, no secrets.
   if (*schemas) return tools::run_schemas_command(schemas_args, console);
@@ -70,7 +94,9 @@ int main(int argc, char** argv) {
       std::cout << "migrations applied\n";
       return 0;
     }
-    Services s(config);
+    const bool at_scale =
+        *seed && (seed_options.products > 0 || seed_options.users > 0 || seed_options.orders > 0);
+    Services s(config, at_scale ? static_cast<std::size_t>(seed_options.threads) + 1 : 2);
     if (*admin) {
       if (password.size() < 10) {
         std::cerr << "password must be at least 10 characters\n";
@@ -87,6 +113,15 @@ int main(int argc, char** argv) {
       auto w = s.service.register_user(email, password, name, {"admin"},
                                        command::Context::make(std::nullopt));
       std::cout << "admin created: " << w.id << "\n";
+      return 0;
+    }
+    if (at_scale) {
+      std::ostream* progress = console.err_is_terminal ? &std::cerr : nullptr;
+      const auto report = tools::seed_at_scale(s.service, s.store, seed_options, progress);
+      if (report.demo_products > 0) {
+        std::cout << "demo catalog loaded: " << report.demo_products << " products\n";
+      }
+      std::cout << tools::summary_line(report) << std::endl;
       return 0;
     }
     if (*seed) {

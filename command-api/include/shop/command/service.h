@@ -80,6 +80,17 @@ class CommandService {
   Written register_user(const std::string& email, const std::string& password,
                         const std::string& name, const std::vector<std::string>& roles,
                         const Context& ctx);
+  // Seeding only (shopctl seed-demo --users): register_user with the argon2id hash of the
+  // password already computed by the caller with infra::hash_password. Thousands of demo
+  // customers who share one password then cost one deliberately slow hash instead of one each;
+  // the decision, the e-mail claim, the credentials row and the UserRegistered event are those of
+  // register_user, which calls it. The HTTP API never does: a password reaches it in clear.
+  // Throws std::invalid_argument when `password_hash` is not an argon2id hash string.
+  Written register_user_with_password_hash(const std::string& email,
+                                           const std::string& password_hash,
+                                           const std::string& name,
+                                           const std::vector<std::string>& roles,
+                                           const Context& ctx);
   Tokens login(const std::string& email, const std::string& password);
   std::optional<domain::UserState> find_user_by_email(const std::string& email);
 
