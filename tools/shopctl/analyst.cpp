@@ -4,12 +4,14 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <system_error>
 #include <variant>
 
 #include "replay/format.h"
+#include "replay/kafka_source.h"
 #include "replay/output.h"
 #include "replay/progress.h"
 #include "replay/store_source.h"
@@ -179,6 +181,16 @@ CLI::App* add_replay_command(CLI::App& app, ReplayArgs& a) {
       "  shopctl replay --output events.jsonl\n"
       "  shopctl replay --category order --since 2026-11-01T00:00:00Z --format csv -o orders.csv\n"
       "  shopctl replay --type OrderPlaced --type OrderCancelled --from-position 1000\n");
+  cmd->add_option("--source", a.source,
+                  "store (the PostgreSQL event store, default) or kafka (the relay's topics, read "
+                  "from offset 0 without joining any consumer group)")
+      ->type_name("SOURCE")
+      ->check(CLI::IsMember({"store", "kafka"}));
+  cmd->add_option("--brokers", a.brokers, "Kafka bootstrap servers (default: KAFKA_BROKERS)")
+      ->type_name("HOST:PORT");
+  cmd->add_option("--topic-prefix", a.topic_prefix,
+                  "Kafka topic prefix (default: KAFKA_TOPIC_PREFIX, else shop)")
+      ->type_name("PREFIX");
   cmd->add_option("--format", a.format, "jsonl (one JSON object per line, default) or csv")
       ->type_name("FORMAT")
       ->check(CLI::IsMember({"jsonl", "csv"}));
@@ -260,14 +272,33 @@ int run_replay_command(const ReplayArgs& a, const infra::Config& config, const C
   const auto format = a.format == "csv" ? replay::Format::kCsv : replay::Format::kJsonLines;
 
   try {
-    const std::string url = config.require("DATABASE_URL");
+    std::function<void(replay::Sink&, replay::ProgressLine&)> run;
+    if (a.source == "kafka") {
+      const std::string brokers =
+          a.brokers.empty() ? config.get_or("KAFKA_BROKERS", "") : a.brokers;
+      if (brokers.empty()) {
+        err << "error: --source kafka needs --brokers or KAFKA_BROKERS\n";
+        return kExitUsage;
+      }
+      const std::string prefix = a.topic_prefix.empty()
+                                     ? config.get_or("KAFKA_TOPIC_PREFIX", "shop")
+                                     : a.topic_prefix;
+      run = [&, brokers, prefix](replay::Sink& sink, replay::ProgressLine& progress) {
+        replay::replay_from_kafka(brokers, prefix, filter, format, sink, &progress);
+      };
+    } else {
+      const std::string url = config.require("DATABASE_URL");
+      run = [&, url](replay::Sink& sink, replay::ProgressLine& progress) {
+        replay::replay_from_store(url, filter, format, sink, &progress);
+      };
+    }
     replay::ProgressLine progress(err, console.err_is_terminal);
     if (a.output.empty()) {
       replay::FdSink sink(console.out_fd);
-      replay::replay_from_store(url, filter, format, sink, &progress);
+      run(sink, progress);
     } else {
       replay::OutputFile file(a.output);
-      replay::replay_from_store(url, filter, format, file.sink(), &progress);
+      run(file.sink(), progress);
       file.commit();
     }
     return 0;

@@ -32,6 +32,9 @@ struct Console {
 };
 
 struct ReplayArgs {
+  std::string source = "store";  // or "kafka"
+  std::string brokers;           // --source kafka: default KAFKA_BROKERS
+  std::string topic_prefix;      // --source kafka: default KAFKA_TOPIC_PREFIX, else "shop"
   std::string format = "jsonl";
   std::string output;
   std::optional<std::int64_t> from_position, to_position;
@@ -39,7 +42,8 @@ struct ReplayArgs {
   std::vector<std::string> streams, categories, types;
 };
 CLI::App* add_replay_command(CLI::App& app, ReplayArgs& args);
-// Needs DATABASE_URL from `config`. Never throws.
+// Needs DATABASE_URL from `config` (the store) or KAFKA_BROKERS (or --brokers) for Kafka. Never
+// throws.
 int run_replay_command(const ReplayArgs& args, const infra::Config& config, const Console& console);
 
 struct SchemasArgs {
