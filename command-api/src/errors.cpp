@@ -19,6 +19,7 @@ http::Error to_http_error(const domain::DomainError& e) {
       {"concurrency_conflict", 409},
       {"invalid_quantity", 400},
       {"invalid_value", 400},
+      {"weak_password", 400},
   };
   auto it = kStatus.find(e.code);
   const int status = it == kStatus.end() ? 400 : it->second;

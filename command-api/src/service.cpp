@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "shop/domain/password_policy.h"
 #include "shop/infra/log.h"
 
 namespace shop::command {
@@ -348,6 +349,7 @@ CommandService::~CommandService() = default;
 Written CommandService::register_user(const std::string& email_in, const std::string& password,
                                       const std::string& name,
                                       const std::vector<std::string>& roles, const Context& ctx) {
+  if (auto weak = domain::check_password(password, normalize_email(email_in))) reject(*weak);
   const std::string hash = infra::hash_password(password);  // slow on purpose: outside the lock
   return register_user_with_password_hash(email_in, hash, name, roles, ctx);
 }

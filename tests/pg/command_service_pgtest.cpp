@@ -90,6 +90,20 @@ TEST_F(CommandServiceTest, TwentyParallelRegistrationsOfOneEmailHaveOneWinner) {
   EXPECT_THROW(service_->login("nobody@example.com", "long password"), CommandRejected);
 }
 
+TEST_F(CommandServiceTest, AWeakPasswordRegistersNothing) {
+  for (const char* weak : {"Password123", "bob@example.com", "short"}) {
+    try {
+      service_->register_user("bob@example.com", weak, "Bob", {"customer"}, ctx());
+      FAIL() << "accepted " << weak;
+    } catch (const CommandRejected& e) {
+      EXPECT_EQ(e.error.code, "weak_password") << weak;
+    }
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'UserRegistered'"), 0);
+  EXPECT_NO_THROW(service_->register_user("bob@example.com", "a sound passphrase", "Bob",
+                                          {"customer"}, ctx()));
+}
+
 TEST_F(CommandServiceTest, FiftyConcurrentCheckoutsOfTenInStockSellExactlyTen) {
   const auto laptop = product(10);
   std::vector<std::string> users;

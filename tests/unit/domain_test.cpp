@@ -7,6 +7,7 @@
 #include <string>
 
 #include "shop/domain/aggregates.h"
+#include "shop/domain/password_policy.h"
 
 namespace {
 
@@ -789,3 +790,28 @@ TEST(LifecycleTest, CartToDeliveredOrder) {
 }
 
 }  // namespace
+
+namespace shop::domain {
+namespace {
+
+TEST(PasswordPolicyTest, LongUncommonPasswordsThatAreNotTheEmailPass) {
+  EXPECT_FALSE(check_password("correct-horse-42", "ann@example.com").has_value());
+  EXPECT_FALSE(check_password("ünïcödé-wörds", "ann@example.com").has_value());
+}
+
+TEST(PasswordPolicyTest, ShortCommonOrEmailPasswordsAreWeak) {
+  auto code = [](std::string_view p, std::string_view e) {
+    auto r = check_password(p, e);
+    return r ? r->code : std::string("ok");
+  };
+  EXPECT_EQ(code("short-pw", "ann@example.com"), "weak_password");
+  EXPECT_EQ(code("ééééééééé", "ann@example.com"), "weak_password");  // 9 characters, 18 bytes
+  EXPECT_EQ(code("Ann@Example.com", "ann@example.com"), "weak_password");
+  EXPECT_EQ(code("annabelle.smith", "annabelle.smith@example.com"), "weak_password");
+  EXPECT_EQ(code("Password123", "ann@example.com"), "weak_password");
+  EXPECT_EQ(code("qwertyuiop", "ann@example.com"), "weak_password");
+  EXPECT_NE(check_password("qwertyuiop", "a@b.c")->message.find("common"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shop::domain
