@@ -379,6 +379,19 @@ else
   unset KAFKA_BROKERS
 fi
 
+# The projector keeps its place in the store's global order, or per Kafka partition; each refuses
+# read models the other built. Switching between the two is a rebuild: empty the read models once.
+SOURCE=store
+[ "$KAFKA" -eq 1 ] && SOURCE="kafka:${KAFKA_TOPIC_PREFIX:-shop}"
+PREVIOUS=store # data from before this marker existed was always projected from the store
+[ -f "$RUNDIR/projector-source" ] && PREVIOUS=$(cat "$RUNDIR/projector-source")
+if [ "$PREVIOUS" != "$SOURCE" ]; then
+  echo "  the projector's source changes ($PREVIOUS -> $SOURCE): the read models are rebuilt"
+  bash "$ROOT/scripts/pg.sh" psql-local "$PGDIR" -q -d shop -c "TRUNCATE rm_users, rm_categories,
+    rm_products, rm_cart_items, rm_orders, rm_payments, rm_checkpoints, rm_kafka_offsets" 9>&-
+fi
+echo "$SOURCE" >"$RUNDIR/projector-source"
+
 say "services"
 if [ "$KAFKA" -eq 1 ]; then
   start_service relay

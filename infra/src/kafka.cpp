@@ -395,4 +395,253 @@ void read_to_end(Consumer& consumer, const std::vector<TopicPartitionOffset>& pa
   consumer.assign({});
 }
 
+// ---------------------------------------------------------------------------- group consumer
+
+namespace {
+
+Message message_from(const rd_kafka_message_t* m) {
+  Message msg;
+  msg.topic = rd_kafka_topic_name(m->rkt);
+  msg.partition = m->partition;
+  msg.offset = m->offset;
+  if (m->key != nullptr) msg.key.assign(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload != nullptr) msg.value.assign(static_cast<const char*>(m->payload), m->len);
+  rd_kafka_headers_t* hdrs = nullptr;
+  // rd_kafka_message_headers takes a non-const message (it may parse the headers lazily).
+  if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &hdrs) ==
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      msg.headers.emplace_back(
+          name, value ? std::string(static_cast<const char*>(value), size) : std::string());
+    }
+  }
+  return msg;
+}
+
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const {
+    rd_kafka_topic_partition_list_destroy(l);
+  }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+
+PartitionList partition_list(const std::vector<TopicPartitionOffset>& partitions) {
+  PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+  for (const auto& p : partitions) {
+    rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = p.offset;
+  }
+  return list;
+}
+
+}  // namespace
+
+struct GroupConsumer::Impl {
+  Callbacks callbacks;
+  Handle rk;
+  std::set<TopicPartition> assigned;
+  std::map<TopicPartition, std::int64_t> consumed;  // offset after the end, when last reached
+  std::exception_ptr callback_error;
+  std::uint64_t rebalances = 0;
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t* parts, void* opaque) {
+    static_cast<Impl*>(opaque)->rebalance(rk, err, parts);
+  }
+
+  // Runs inside rd_kafka_consumer_poll (C code): nothing may be thrown through it, so a failure
+  // is kept for poll() to rethrow.
+  void rebalance(rd_kafka_t* handle, rd_kafka_resp_err_t err,
+                 rd_kafka_topic_partition_list_t* parts) {
+    ++rebalances;
+    std::vector<TopicPartition> list;
+    for (int i = 0; i < parts->cnt; ++i) {
+      list.push_back({parts->elems[i].topic, parts->elems[i].partition});
+    }
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      try {
+        std::map<TopicPartition, std::int64_t> at;
+        if (callbacks.on_assign) {
+          for (const auto& o : callbacks.on_assign(list)) at[{o.topic, o.partition}] = o.offset;
+        }
+        for (int i = 0; i < parts->cnt; ++i) {
+          auto it = at.find({parts->elems[i].topic, parts->elems[i].partition});
+          if (it == at.end()) {
+            throw Error(std::string("no offset to start ") + parts->elems[i].topic + " [" +
+                        std::to_string(parts->elems[i].partition) + "] at");
+          }
+          parts->elems[i].offset = it->second;
+        }
+        const auto e = rd_kafka_assign(handle, parts);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          throw Error(std::string("assign: ") + rd_kafka_err2str(e), true);
+        }
+        assigned.insert(list.begin(), list.end());
+        for (const auto& tp : list) consumed.erase(tp);
+      } catch (...) {
+        callback_error = std::current_exception();
+        rd_kafka_assign(handle, nullptr);
+        assigned.clear();
+        consumed.clear();
+      }
+      return;
+    }
+    // Revoked (or a rebalance error): give up everything, as the eager protocol wants.
+    if (callbacks.on_revoke) {
+      try {
+        callbacks.on_revoke(list);
+      } catch (...) {
+        callback_error = std::current_exception();
+      }
+    }
+    rd_kafka_assign(handle, nullptr);
+    assigned.clear();
+    consumed.clear();
+  }
+
+  void warn(const std::string& what) {
+    if (callbacks.on_warning) callbacks.on_warning(what);
+  }
+};
+
+GroupConsumer::GroupConsumer(const Properties& props, Callbacks callbacks)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->callbacks = std::move(callbacks);
+  Properties p = {
+      {"enable.auto.commit", "false"},       {"enable.auto.offset.store", "false"},
+      {"isolation.level", "read_committed"}, {"enable.partition.eof", "true"},
+      {"auto.offset.reset", "error"},        {"partition.assignment.strategy", "roundrobin"}};
+  for (const auto& kv : props) {
+    if (kv.first == "partition.assignment.strategy" &&
+        kv.second.find("cooperative") != std::string::npos) {
+      // The rebalance callback follows the eager protocol (assign/unassign everything).
+      throw Error(
+          "kafka setting partition.assignment.strategy: cooperative assignors are not "
+          "supported here");
+    }
+    p.push_back(kv);
+  }
+  rd_kafka_conf_t* conf = make_conf(p);
+  rd_kafka_conf_set_rebalance_cb(conf, &Impl::on_rebalance);
+  rd_kafka_conf_set_opaque(conf, impl_.get());
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);  // owns conf on success
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    throw Error(std::string("kafka client: ") + err);
+  }
+  impl_->rk = Handle(rk);
+  rd_kafka_poll_set_consumer(rk);
+}
+
+GroupConsumer::~GroupConsumer() {
+  // Leaves the group at once (the revoke callback runs here), so that the partitions move to the
+  // other members without waiting for the session to time out.
+  if (impl_->rk) rd_kafka_consumer_close(impl_->rk.get());
+}
+
+void GroupConsumer::subscribe(const std::vector<std::string>& topics) {
+  PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+  for (const auto& t : topics) {
+    rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  const auto err = rd_kafka_subscribe(impl_->rk.get(), list.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Error(std::string("subscribe: ") + rd_kafka_err2str(err));
+  }
+}
+
+std::vector<Message> GroupConsumer::poll(std::chrono::milliseconds timeout,
+                                         std::size_t max_messages) {
+  std::vector<Message> out;
+  auto rebalances = impl_->rebalances;
+  auto wait = timeout;
+  while (out.size() < max_messages) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(impl_->rk.get(), ms(wait));
+    wait = std::chrono::milliseconds(0);
+    struct Free {
+      rd_kafka_message_t* m;
+      ~Free() {
+        if (m != nullptr) rd_kafka_message_destroy(m);
+      }
+    } free_it{m};
+    if (impl_->callback_error) std::rethrow_exception(std::exchange(impl_->callback_error, {}));
+    if (impl_->rebalances != rebalances) {
+      // The partitions were revoked and assigned again while polling: what was taken before
+      // belongs to the old assignment. A partition assigned again is read again from the offset
+      // on_assign gave, so keeping those messages would hand some out twice.
+      rebalances = impl_->rebalances;
+      out.clear();
+    }
+    if (m == nullptr) break;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // Every record below m->offset has been handed out: messages, and the transaction markers
+      // and aborted messages that are never handed out.
+      const TopicPartition tp{rd_kafka_topic_name(m->rkt), m->partition};
+      if (impl_->assigned.count(tp)) {
+        auto& c = impl_->consumed[tp];
+        c = std::max(c, m->offset);
+      }
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const std::string where = m->rkt != nullptr
+                                    ? std::string(" (") + rd_kafka_topic_name(m->rkt) + " [" +
+                                          std::to_string(m->partition) + "])"
+                                    : std::string();
+      const std::string what = std::string("consume: ") + rd_kafka_message_errstr(m) + where;
+      if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+        char reason[512];
+        rd_kafka_fatal_error(impl_->rk.get(), reason, sizeof reason);
+        throw Error(what + ": " + reason, false, false, true);
+      }
+      if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+          m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        // A stored offset that the partition no longer has: the topic was recreated or its data
+        // deleted. Reading from elsewhere would skip or repeat messages.
+        throw Error(what);
+      }
+      impl_->warn(what);
+      continue;
+    }
+    out.push_back(message_from(m));
+  }
+  return out;
+}
+
+std::vector<TopicPartition> GroupConsumer::assignment() const {
+  return {impl_->assigned.begin(), impl_->assigned.end()};
+}
+
+void GroupConsumer::seek(const std::vector<TopicPartitionOffset>& positions,
+                         std::chrono::milliseconds timeout) {
+  if (positions.empty()) return;
+  auto list = partition_list(positions);
+  check(rd_kafka_seek_partitions(impl_->rk.get(), list.get(), ms(timeout)), "seek");
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw Error(std::string("seek ") + list->elems[i].topic + " [" +
+                      std::to_string(list->elems[i].partition) +
+                      "]: " + rd_kafka_err2str(list->elems[i].err),
+                  true);
+    }
+  }
+  for (const auto& p : positions) impl_->consumed.erase({p.topic, p.partition});
+}
+
+std::int64_t GroupConsumer::consumed_to(const TopicPartition& partition) const {
+  auto it = impl_->consumed.find(partition);
+  return it == impl_->consumed.end() ? 0 : it->second;
+}
+
+void GroupConsumer::commit_async(const std::vector<TopicPartitionOffset>& offsets) {
+  if (offsets.empty()) return;
+  auto list = partition_list(offsets);
+  rd_kafka_commit(impl_->rk.get(), list.get(), 1);
+}
+
 }  // namespace shop::infra::kafka

@@ -302,6 +302,64 @@ CREATE TABLE relay_status (
   updated_at         timestamptz NOT NULL
 );
 )SQL"},
+    {5, "read models in any order across streams; Kafka offsets", R"SQL(
+-- Read models that come out the same whatever the order in which the events of different
+-- streams arrive (a projector reading Kafka gets each partition in order, but partitions in any
+-- interleaving). A value that events of two streams can set keeps the position of the event that
+-- set it, and only a later position replaces it.
+--
+-- The read models are rebuilt from the events: the new position columns cannot be filled from
+-- what the tables hold now. The projector starts again from the first event.
+TRUNCATE rm_users, rm_categories, rm_products, rm_cart_items, rm_orders;
+DELETE FROM rm_checkpoints WHERE name = 'read_models';
+
+-- A product's name and price, and the positions of the events that set them: a cart line added
+-- later than the product changed takes the product's values if they are newer than its own.
+ALTER TABLE rm_products ADD COLUMN name_position bigint NOT NULL DEFAULT 0,
+                        ADD COLUMN price_position bigint NOT NULL DEFAULT 0;
+-- A cart line's name and price come from CartItemAdded (a snapshot) or from later
+-- ProductUpdated events: the one with the greater position wins.
+ALTER TABLE rm_cart_items ADD COLUMN name_position bigint NOT NULL DEFAULT 0,
+                          ADD COLUMN price_position bigint NOT NULL DEFAULT 0;
+-- updated_at is the time of the order's or its payments' event with the greatest position.
+ALTER TABLE rm_orders ADD COLUMN updated_position bigint NOT NULL DEFAULT 0;
+
+-- Every payment attempt. A payment's events may arrive before its order's: rm_orders.payment is
+-- the order's latest attempt (greatest initiated_position), copied from here both when the
+-- payment changes and when the order is placed.
+CREATE TABLE rm_payments (
+  payment_id         uuid PRIMARY KEY,
+  order_id           uuid NOT NULL,
+  user_id            uuid NOT NULL,
+  status             text NOT NULL,
+  amount             bigint NOT NULL,
+  currency           text NOT NULL,
+  provider           text NOT NULL,
+  initiated_position bigint NOT NULL,
+  updated_position   bigint NOT NULL,
+  created_at         timestamptz NOT NULL,
+  updated_at         timestamptz NOT NULL
+);
+CREATE INDEX rm_payments_order ON rm_payments (order_id, initiated_position DESC);
+
+-- The projector reading Kafka: per consumer group and partition, the offset of the next message
+-- to apply, written in the same transaction as the read-model changes of the messages before it.
+-- NULL: the partition is known, nothing of it applied yet. covered_*: a place in the event
+-- store's global order (the relay's checkpoint) up to which every event of this partition is
+-- applied, with the greatest position up to there; the least of them over all partitions is the
+-- read models' checkpoint.
+CREATE TABLE rm_kafka_offsets (
+  consumer_group       text NOT NULL,
+  topic                text NOT NULL,
+  partition            int NOT NULL,
+  next_offset          bigint,
+  covered_tx           xid8 NOT NULL DEFAULT '0',
+  covered_position     bigint NOT NULL DEFAULT 0,
+  covered_max_position bigint NOT NULL DEFAULT 0,
+  updated_at           timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer_group, topic, partition)
+);
+)SQL"},
 };
 }  // namespace
 

@@ -1,13 +1,12 @@
 // Apache Kafka through librdkafka (C API): a transactional producer, topic creation, a consumer
 // of given partitions and a consumer-group member, behind small classes that hide librdkafka's
-// types. Errors become kafka::Error, which
-// says whether the operation may be retried, whether the transaction must be aborted, or whether
-// the client is unusable (fatal: make a new one).
+// types. Errors become kafka::Error, which says whether the operation may be retried, whether the
+// transaction must be aborted, or whether the client is unusable (fatal: make a new one).
 #pragma once
 
 #include <chrono>
-#include <cstdint>
 #include <compare>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -123,5 +122,74 @@ class Consumer {
 void read_to_end(Consumer& consumer, const std::vector<TopicPartitionOffset>& partitions,
                  const std::function<void(const Message&)>& on_message,
                  std::chrono::milliseconds timeout);
+
+struct TopicPartition {
+  std::string topic;
+  int partition = 0;
+  auto operator<=>(const TopicPartition&) const = default;
+};
+
+// A member of a consumer group: Kafka shares the partitions of the subscribed topics among the
+// members and moves them when members come and go (a rebalance). Where each partition is read
+// from is decided by `on_assign`, typically from offsets stored with the results of processing:
+// offsets committed to Kafka are never used for that (commit_async is for monitoring tools).
+//
+// Rebalances use the EAGER protocol (partition.assignment.strategy roundrobin unless given): a
+// member first gives up every partition (`on_revoke`), then receives its new set (`on_assign`).
+// Both callbacks run inside poll(), on the polling thread. An exception thrown by a callback
+// leaves the member without partitions and is rethrown by poll(); the member should then be
+// destroyed (it leaves the group) and a new one made.
+//
+// Messages are read with isolation.level=read_committed, and a stored offset that is no longer
+// in the partition is an error (auto.offset.reset=error) rather than a silent jump.
+class GroupConsumer {
+ public:
+  // An offset for on_assign: the partition's first message.
+  static constexpr std::int64_t kBeginning = -2;
+
+  struct Callbacks {
+    // Returns the offset at which to start reading each partition just assigned.
+    std::function<std::vector<TopicPartitionOffset>(const std::vector<TopicPartition>&)> on_assign;
+    std::function<void(const std::vector<TopicPartition>&)> on_revoke;
+    // Errors the client recovers from by itself (a broker away, a topic missing), for logging.
+    std::function<void(const std::string&)> on_warning;
+  };
+
+  // `props` must set bootstrap.servers and group.id.
+  GroupConsumer(const Properties& props, Callbacks callbacks);
+  ~GroupConsumer();  // leaves the group
+  GroupConsumer(const GroupConsumer&) = delete;
+  GroupConsumer& operator=(const GroupConsumer&) = delete;
+
+  // Subscribes to topic names, or to every topic matching a pattern that starts with '^'.
+  // Topics that do not exist yet are picked up when they appear (checked every
+  // topic.metadata.refresh.interval.ms).
+  void subscribe(const std::vector<std::string>& topics);
+
+  // Waits up to `timeout` for a first message, then takes the messages already fetched, up to
+  // `max_messages`, in the order of each partition. A rebalance during the call drops what was
+  // taken before it: only messages of the assignment in force when poll returns are returned
+  // (a partition assigned again is read again from the offset on_assign gives).
+  std::vector<Message> poll(std::chrono::milliseconds timeout, std::size_t max_messages);
+
+  // The partitions assigned now.
+  std::vector<TopicPartition> assignment() const;
+
+  // Moves the read positions of assigned partitions; messages fetched ahead are dropped.
+  void seek(const std::vector<TopicPartitionOffset>& positions, std::chrono::milliseconds timeout);
+
+  // For an assigned partition, an offset below which every record has been handed out by poll():
+  // where the partition ended when poll() last reached its end (so the transaction markers after
+  // the last message count), since it was assigned or sought. 0 when nothing is known.
+  std::int64_t consumed_to(const TopicPartition& partition) const;
+
+  // Commits offsets to the group without waiting, for monitoring tools (consumer lag); failures
+  // are ignored.
+  void commit_async(const std::vector<TopicPartitionOffset>& offsets);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace shop::infra::kafka

@@ -1,18 +1,37 @@
-// The projector: reads the event store in global order and keeps the PostgreSQL read models
-// (catalog, carts, orders, users) up to date. Its checkpoint is written in the same transaction
-// as the read-model changes, so a crash at any point applies a batch with its checkpoint or
-// neither: no event is lost or applied twice.
+// The projector: keeps the PostgreSQL read models (catalog, carts, orders, payments, users) up to
+// date from the events. Two sources, one set of handlers (apply):
+//  - the event store itself, in global order (Projector, the embedded default);
+//  - Kafka, as a consumer group (KafkaProjector, kafka_projector.h).
+// Either way the read-model changes and the place reached are written in one transaction, so a
+// crash at any point applies a batch with its checkpoint or neither: no event is lost or applied
+// twice.
+//
+// The handlers give the same rows whatever the interleaving of different streams' events (each
+// stream's own events in order): Kafka delivers each partition in order, but partitions in any
+// interleaving. Where events of two streams set the same value, the value keeps the position of
+// the event that set it and only a greater position replaces it (see the migration "read models
+// in any order across streams").
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "shop/infra/event_store.h"
 
 namespace shop::projector {
 
 inline constexpr const char* kCheckpointName = "read_models";
+
+// The read models in the database are maintained from the other source (the store, or Kafka, or
+// another consumer group): continuing them from here would apply events twice or skip them.
+// Not retried: the projector stops (rebuild the read models to switch, see projector/README.md).
+struct WrongSource : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct Options {
   int batch_size = 1000;
@@ -24,10 +43,11 @@ class Projector {
   Projector(std::string database_url, Options options);
   ~Projector();
 
-  // Applies at most one batch; returns the number of events applied (0 when caught up).
+  // Applies at most one batch; returns the number of events applied (0 when caught up). Throws
+  // WrongSource rather than write into read models that a projector reading Kafka maintains.
   int run_once();
   // Runs until `stop` becomes true. Errors are logged and retried with backoff: the projector
-  // stalls on an event it cannot apply rather than skip it.
+  // stalls on an event it cannot apply rather than skip it. WrongSource is thrown, not retried.
   void run(const std::atomic<bool>& stop);
   // The checkpoint as stored.
   infra::GlobalCheckpoint checkpoint();
@@ -37,7 +57,18 @@ class Projector {
   std::unique_ptr<Impl> impl_;
 };
 
-// Applies one event to the read models inside `tx` (exposed for tests).
+// Prepares the read-model statements on a connection (once per connection).
+void prepare_statements(pqxx::connection_base& c);
+
+// Applies events to the read models inside `tx`, in the order given. First takes, all at once
+// and in one fixed order, transaction-scoped advisory locks on every order and product whose
+// rows events of several streams write (exclusive; shared for a cart line added), so that two
+// projectors applying different partitions at the same time never interleave inside one order
+// or one product's cart lines, and never wait for each other in a cycle on these locks. The
+// statements must be prepared on tx's connection (prepare_statements).
+void apply_batch(pqxx::transaction_base& tx, const std::vector<events::RecordedEvent>& events);
+
+// Applies one event (prepares the statements if needed; exposed for tests).
 void apply(pqxx::transaction_base& tx, const events::RecordedEvent& e);
 
 }  // namespace shop::projector

@@ -1,0 +1,529 @@
+#include "shop/projector/kafka_projector.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+#include "shop/events/json.h"
+#include "shop/infra/log.h"
+#include "shop/projector/projector.h"
+
+namespace shop::projector {
+
+namespace kafka = infra::kafka;
+using kafka::TopicPartition;
+
+namespace {
+
+// A place in the event store's global order (transaction id, position), with the greatest
+// position of the events up to it.
+struct Place {
+  std::uint64_t tx = 0;
+  std::int64_t position = 0;
+  std::int64_t max_position = 0;
+  bool before(const Place& o) const { return tx != o.tx ? tx < o.tx : position < o.position; }
+};
+
+std::uint64_t parse_xid(std::string_view text) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    throw std::runtime_error("bad transaction id '" + std::string(text) + "'");
+  }
+  return v;
+}
+
+const std::pair<const char*, const char*> kKafkaStatements[] = {
+    {"rmk_offsets", R"SQL(
+SELECT topic, partition, next_offset, covered_tx::text, covered_position, covered_max_position
+  FROM rm_kafka_offsets WHERE consumer_group = $1)SQL"},
+    // A row for every partition known to exist (NULL: nothing of it applied yet), so that the
+    // checkpoint, the least covered place over the rows, never leaves a partition out.
+    {"rmk_known", R"SQL(
+INSERT INTO rm_kafka_offsets (consumer_group, topic, partition)
+SELECT $1, $2, p FROM generate_series(0, $3::int - 1) p
+ON CONFLICT DO NOTHING)SQL"},
+    // The fence: the offset moves only from where this process believes it is. Another member
+    // that has taken the partition over and applied messages since makes this match no row.
+    {"rmk_advance", R"SQL(
+UPDATE rm_kafka_offsets SET next_offset = $5, updated_at = now()
+ WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
+RETURNING 1)SQL"},
+    {"rmk_first", R"SQL(
+INSERT INTO rm_kafka_offsets AS o (consumer_group, topic, partition, next_offset, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (consumer_group, topic, partition)
+  DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now() WHERE o.next_offset IS NULL
+RETURNING 1)SQL"},
+    {"rmk_covered", R"SQL(
+INSERT INTO rm_kafka_offsets AS o (consumer_group, topic, partition, covered_tx, covered_position,
+                                   covered_max_position)
+VALUES ($1, $2, $3, $4::xid8, $5, $6)
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+  SET covered_tx = EXCLUDED.covered_tx, covered_position = EXCLUDED.covered_position,
+      covered_max_position = EXCLUDED.covered_max_position, updated_at = now()
+  WHERE (o.covered_tx, o.covered_position) < (EXCLUDED.covered_tx, EXCLUDED.covered_position))SQL"},
+    {"rmk_least", R"SQL(
+SELECT covered_tx::text, covered_position, covered_max_position FROM rm_kafka_offsets
+ WHERE consumer_group = $1 ORDER BY covered_tx, covered_position LIMIT 1)SQL"},
+    // The read models' checkpoint only moves forward: each value written is a lower bound of
+    // what is applied, computed from committed rows, and applied events stay applied.
+    {"rmk_checkpoint", R"SQL(
+INSERT INTO rm_checkpoints AS c (name, last_tx, last_position, max_position, updated_at)
+VALUES ($1, $2::xid8, $3, $4, now())
+ON CONFLICT (name) DO UPDATE SET last_tx = EXCLUDED.last_tx, last_position = EXCLUDED.last_position,
+  max_position = GREATEST(c.max_position, EXCLUDED.max_position), updated_at = now()
+WHERE (c.last_tx, c.last_position) < (EXCLUDED.last_tx, EXCLUDED.last_position))SQL"},
+    {"rmk_relay", R"SQL(
+SELECT last_tx::text, last_position, published_position FROM relay_status WHERE name = $1)SQL"},
+    {"rmk_source", R"SQL(
+SELECT EXISTS (SELECT 1 FROM rm_checkpoints WHERE name = $2),
+       EXISTS (SELECT 1 FROM rm_kafka_offsets WHERE consumer_group = $1),
+       (SELECT string_agg(DISTINCT consumer_group, ', ') FROM rm_kafka_offsets
+         WHERE consumer_group <> $1))SQL"},
+};
+
+std::string regex_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (std::string_view(".^$*+?()[]{}|\\").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> projector_topics(const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto category : events::all_categories()) {
+    out.push_back(prefix + "." + std::string(category));
+  }
+  return out;
+}
+
+events::RecordedEvent event_from_envelope(std::string_view envelope) {
+  json::Document d;
+  if (auto error = json::parse(envelope, d); !error.empty() || !d.IsObject()) {
+    throw std::runtime_error("not an event envelope: " + (error.empty() ? "not an object" : error));
+  }
+  const json::Value* data = json::member(d, "data");
+  const json::Value* position = json::member(d, "position");
+  const json::Value* type = json::member(d, "type");
+  if (data == nullptr || position == nullptr || !position->IsInt64() || type == nullptr ||
+      !type->IsString()) {
+    throw std::runtime_error("not an event envelope: position, type or data missing");
+  }
+  events::RecordedEvent e;
+  e.position = position->GetInt64();
+  e.stream_id = json::get_string(d, "stream_id");
+  e.stream_version = json::get_int(d, "stream_version");
+  e.type = type->GetString();
+  e.schema_version = static_cast<int>(json::get_int(d, "schema_version", 1));
+  e.occurred_at = json::get_string(d, "occurred_at");
+  e.event_id = json::get_string(d, "event_id");
+  e.correlation_id = json::get_string(d, "correlation_id");
+  e.causation_id = json::get_string(d, "causation_id");
+  if (const json::Value* actor = json::member(d, "actor"); actor && actor->IsString()) {
+    e.actor = actor->GetString();
+  }
+  e.data = json::to_string(*data);
+  return e;
+}
+
+struct KafkaProjector::Impl {
+  struct Target {
+    Place place;           // the relay's checkpoint when end was asked for
+    std::int64_t end = 0;  // the partition's end offset, asked for after the place was read
+  };
+  struct Owned {
+    std::optional<std::int64_t> stored;  // next_offset as stored (none: start at the beginning)
+    Place covered;
+    std::optional<Target> target;
+  };
+
+  std::string url;
+  KafkaOptions o;
+  std::vector<std::string> topics;
+  std::unique_ptr<pqxx::connection> conn;
+  std::map<TopicPartition, Owned> owned;
+  std::map<std::string, int> known_topics;  // topic -> partitions, with rows in rm_kafka_offsets
+  // While some topics are not known to exist: the relay's checkpoint read before they were last
+  // looked for. Events up to it cannot be in a topic created later.
+  std::optional<Place> topics_checked_at;
+  std::chrono::steady_clock::time_point topics_checked_time{};
+  std::optional<Place> written;  // the checkpoint this process last computed
+  std::chrono::steady_clock::time_point next_progress{};
+  bool source_checked = false;
+  std::int64_t fenced = 0;  // batches rolled back because another member moved an offset
+  // Asks partitions' high watermarks and topics' partition counts. read_uncommitted: its high
+  // watermark counts every message written, also those of a transaction whose commit markers
+  // are still on their way (the relay's commit returns before the markers are written).
+  std::unique_ptr<kafka::Consumer> meta;
+  // Last: destroyed first, so that its final revoke callback still finds the members above.
+  std::unique_ptr<kafka::GroupConsumer> consumer;
+
+  pqxx::connection& connection() {
+    if (!conn || !conn->is_open()) {
+      conn = std::make_unique<pqxx::connection>(url);
+      pqxx::nontransaction(*conn).exec("SET TIME ZONE 'UTC'");
+      prepare_statements(*conn);
+      for (const auto& [name, sql] : kKafkaStatements) conn->prepare(name, sql);
+    }
+    return *conn;
+  }
+
+  // Read models built from the store (or by another consumer group) have their places
+  // elsewhere: continuing them from Kafka offsets would apply events twice.
+  void check_source() {
+    if (source_checked) return;
+    pqxx::work tx(connection());
+    auto r = tx.exec_prepared("rmk_source", o.group, kCheckpointName)[0];
+    if (!r[2].is_null()) {
+      throw WrongSource(std::string("the read models in this database are projected by "
+                                    "Kafka consumer group ") +
+                        r[2].c_str() + ", not " + o.group +
+                        "; rebuild them to change groups (see projector/README.md)");
+    }
+    if (r[0].as<bool>() && !r[1].as<bool>()) {
+      throw WrongSource(
+          "the read models in this database are projected from the event store; unset "
+          "KAFKA_BROKERS, or rebuild them from Kafka (see projector/README.md)");
+    }
+    source_checked = true;
+  }
+
+  void start() {
+    check_source();
+    kafka::Properties props = {
+        {"bootstrap.servers", o.brokers},
+        {"group.id", o.group},
+        {"client.id", o.group},
+        {"session.timeout.ms", std::to_string(o.session_timeout.count())},
+        {"heartbeat.interval.ms",
+         std::to_string(std::max<long long>(o.session_timeout.count() / 4, 100))},
+        // New topics (the relay creates them with their first event) are found this often.
+        {"topic.metadata.refresh.interval.ms", "2000"},
+    };
+    props.insert(props.end(), o.extra.begin(), o.extra.end());
+    kafka::GroupConsumer::Callbacks cb;
+    cb.on_assign = [this](const std::vector<TopicPartition>& parts) { return on_assign(parts); };
+    cb.on_revoke = [this](const std::vector<TopicPartition>& parts) {
+      log::info("partitions revoked: {}", describe(parts));
+      owned.clear();
+    };
+    cb.on_warning = [](const std::string& what) { log::warn("kafka: {}", what); };
+    meta = std::make_unique<kafka::Consumer>(kafka::Properties{
+        {"bootstrap.servers", o.brokers}, {"isolation.level", "read_uncommitted"}});
+    consumer = std::make_unique<kafka::GroupConsumer>(props, std::move(cb));
+    std::string pattern = "^" + regex_escape(o.topic_prefix) + "\\.(";
+    for (std::size_t i = 0; i < events::all_categories().size(); ++i) {
+      if (i > 0) pattern += '|';
+      pattern += std::string(events::all_categories()[i]);
+    }
+    pattern += ")$";
+    consumer->subscribe({pattern});
+    log::info("joined consumer group {} on topics matching {}", o.group, pattern);
+  }
+
+  static std::string describe(const std::vector<TopicPartition>& parts) {
+    std::string out;
+    for (const auto& p : parts) {
+      if (!out.empty()) out += ", ";
+      out += p.topic + "[" + std::to_string(p.partition) + "]";
+    }
+    return out.empty() ? "none" : out;
+  }
+
+  // The stored offsets of this group, by partition.
+  std::map<TopicPartition, Owned> load(pqxx::transaction_base& tx) {
+    std::map<TopicPartition, Owned> out;
+    for (const auto& r : tx.exec_prepared("rmk_offsets", o.group)) {
+      Owned st;
+      if (!r[2].is_null()) st.stored = r[2].as<std::int64_t>();
+      st.covered = {parse_xid(r[3].c_str()), r[4].as<std::int64_t>(), r[5].as<std::int64_t>()};
+      out[{r[0].c_str(), r[1].as<int>()}] = st;
+    }
+    return out;
+  }
+
+  std::vector<kafka::TopicPartitionOffset> on_assign(const std::vector<TopicPartition>& parts) {
+    owned.clear();
+    std::map<TopicPartition, Owned> stored;
+    {
+      pqxx::work tx(connection());
+      stored = load(tx);
+    }
+    std::vector<kafka::TopicPartitionOffset> out;
+    for (const auto& tp : parts) {
+      auto it = stored.find(tp);
+      Owned st = it == stored.end() ? Owned{} : it->second;
+      out.push_back({tp.topic, tp.partition, st.stored.value_or(kafka::GroupConsumer::kBeginning)});
+      owned[tp] = st;
+    }
+    log::info("partitions assigned: {}", describe(parts));
+    return out;
+  }
+
+  // After a batch failed the fence: another member has applied messages of these partitions
+  // (or is applying them). Read on from what is stored.
+  void resync(const std::vector<TopicPartition>& parts) {
+    std::map<TopicPartition, Owned> stored;
+    {
+      pqxx::work tx(connection());
+      stored = load(tx);
+    }
+    std::vector<kafka::TopicPartitionOffset> seek;
+    for (const auto& tp : parts) {
+      auto own = owned.find(tp);
+      if (own == owned.end()) continue;
+      auto it = stored.find(tp);
+      own->second.stored = it == stored.end() ? std::nullopt : it->second.stored;
+      own->second.target.reset();
+      seek.push_back(
+          {tp.topic, tp.partition, own->second.stored.value_or(kafka::GroupConsumer::kBeginning)});
+    }
+    consumer->seek(seek, o.kafka_timeout);
+  }
+
+  int apply_messages(const std::vector<kafka::Message>& messages) {
+    std::vector<events::RecordedEvent> batch;
+    std::map<TopicPartition, std::int64_t> next;  // partition -> offset after its last message
+    for (const auto& m : messages) {
+      const TopicPartition tp{m.topic, m.partition};
+      auto it = owned.find(tp);
+      if (it == owned.end()) continue;
+      if (it->second.stored && m.offset < *it->second.stored) continue;  // applied already
+      // Each offset once, in order (a message handed out again after a seek or a rebalance).
+      if (auto n = next.find(tp); n != next.end() && m.offset < n->second) continue;
+      try {
+        batch.push_back(event_from_envelope(m.value));
+      } catch (const std::exception& e) {
+        throw std::runtime_error(m.topic + " [" + std::to_string(m.partition) + "] offset " +
+                                 std::to_string(m.offset) + ": " + e.what());
+      }
+      next[tp] = m.offset + 1;
+    }
+    if (batch.empty()) return 0;
+    for (int attempt = 1;; ++attempt) {
+      try {
+        pqxx::work tx(connection());
+        apply_batch(tx, batch);
+        std::vector<TopicPartition> moved;
+        for (const auto& [tp, offset] : next) {
+          const auto& st = owned.at(tp);
+          const auto r =
+              st.stored ? tx.exec_prepared("rmk_advance", o.group, tp.topic, tp.partition,
+                                           *st.stored, offset)
+                        : tx.exec_prepared("rmk_first", o.group, tp.topic, tp.partition, offset);
+          if (r.empty()) moved.push_back(tp);
+        }
+        if (!moved.empty()) {
+          tx.abort();
+          ++fenced;
+          std::vector<TopicPartition> all;
+          for (const auto& [tp, offset] : next) all.push_back(tp);
+          log::warn(
+              "offsets of {} moved under this member (another member took them over): "
+              "batch of {} events rolled back, reading on from the stored offsets",
+              describe(moved), batch.size());
+          resync(all);
+          return 0;
+        }
+        tx.commit();
+        break;
+      } catch (const pqxx::transaction_rollback& e) {
+        // A deadlock or serialization failure with another member's transaction on shared rows:
+        // nothing was applied; try the same batch again.
+        if (attempt >= 5) throw;
+        log::warn("batch rolled back ({}), retrying", e.what());
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt));
+      }
+    }
+    std::vector<kafka::TopicPartitionOffset> commit;
+    for (const auto& [tp, offset] : next) {
+      owned.at(tp).stored = offset;
+      commit.push_back({tp.topic, tp.partition, offset});
+    }
+    consumer->commit_async(commit);  // for consumer-lag tools only
+    return static_cast<int>(batch.size());
+  }
+
+  // Brings forward the places up to which the owned partitions are applied, and from all
+  // partitions' places the read models' checkpoint.
+  //
+  // A partition is applied up to the relay's checkpoint R once this member has handed out and
+  // applied every record below the partition's high watermark asked for after R was read: the
+  // relay writes relay_status after its Kafka transaction committed, and the transaction's
+  // messages are all written (acknowledged) before the commit, so every event up to R is below
+  // that watermark.
+  void progress() {
+    std::optional<Place> relay;
+    {
+      pqxx::work tx(connection());
+      auto r = tx.exec_prepared("rmk_relay", o.topic_prefix);
+      if (!r.empty()) {
+        relay = Place{parse_xid(r[0][0].c_str()), r[0][1].as<std::int64_t>(),
+                      r[0][2].as<std::int64_t>()};
+      }
+    }
+    if (!relay) return;  // nothing published yet
+    const Place R = *relay;
+
+    std::vector<std::pair<TopicPartition, Place>> promoted;
+    for (auto& [tp, st] : owned) {
+      const auto applied_to = [&] {
+        return std::max(st.stored.value_or(0), consumer->consumed_to(tp));
+      };
+      auto promote = [&](const Place& p) {
+        if (st.covered.before(p)) {
+          st.covered = p;
+          promoted.emplace_back(tp, p);
+        }
+      };
+      if (st.target && applied_to() >= st.target->end) {
+        promote(st.target->place);
+        st.target.reset();
+      }
+      if (!st.target && st.covered.before(R)) {
+        std::int64_t end = 0;
+        try {
+          end = meta->watermarks(tp.topic, tp.partition, o.kafka_timeout).second;
+        } catch (const kafka::Error& e) {
+          // Only the checkpoint waits: try again next time.
+          log::warn("end offset of {} [{}]: {}", tp.topic, tp.partition, e.what());
+          continue;
+        }
+        if (applied_to() >= end) {
+          promote(R);
+        } else {
+          st.target = Target{R, end};
+        }
+      }
+    }
+
+    // Topics appear when the relay first publishes to them; their partitions must have rows
+    // before the least place is taken.
+    std::vector<std::pair<std::string, int>> found;
+    if (known_topics.size() < topics.size()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!topics_checked_at || now - topics_checked_time >= std::chrono::seconds(1)) {
+        std::vector<std::string> missing;
+        for (const auto& t : topics) {
+          if (!known_topics.count(t)) missing.push_back(t);
+        }
+        try {
+          for (const auto& t : missing) {
+            if (const int n = meta->partition_count(t, o.kafka_timeout); n > 0) {
+              found.emplace_back(t, n);
+            }
+          }
+          topics_checked_at = R;  // read before the lookup
+          topics_checked_time = now;
+        } catch (const kafka::Error& e) {
+          log::warn("looking for topics: {}", e.what());
+          found.clear();
+        }
+      }
+    }
+    if (promoted.empty() && found.empty() && written && !written->before(R)) return;
+
+    pqxx::work tx(connection());
+    for (const auto& [topic, partitions] : found) {
+      tx.exec_prepared("rmk_known", o.group, topic, partitions);
+    }
+    for (const auto& [tp, p] : promoted) {
+      tx.exec_prepared("rmk_covered", o.group, tp.topic, tp.partition, std::to_string(p.tx),
+                       p.position, p.max_position);
+    }
+    auto least = tx.exec_prepared("rmk_least", o.group);
+    std::optional<Place> checkpoint;
+    if (!least.empty()) {
+      checkpoint = Place{parse_xid(least[0][0].c_str()), least[0][1].as<std::int64_t>(),
+                         least[0][2].as<std::int64_t>()};
+      if (R.before(*checkpoint)) checkpoint = R;
+      if (known_topics.size() + found.size() < topics.size()) {
+        // Some topic not seen: only events published before the last look are surely in the
+        // rows (none at all when the look failed every time).
+        if (!topics_checked_at) {
+          checkpoint.reset();
+        } else if (topics_checked_at->before(*checkpoint)) {
+          checkpoint = topics_checked_at;
+        }
+      }
+      if (checkpoint && checkpoint->position > 0) {
+        tx.exec_prepared("rmk_checkpoint", kCheckpointName, std::to_string(checkpoint->tx),
+                         checkpoint->position, checkpoint->max_position);
+      }
+    }
+    tx.commit();
+    for (const auto& [topic, partitions] : found) known_topics[topic] = partitions;
+    written = checkpoint;
+  }
+};
+
+KafkaProjector::KafkaProjector(std::string database_url, KafkaOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->url = std::move(database_url);
+  if (options.group.empty()) options.group = options.topic_prefix + "-projector";
+  impl_->o = std::move(options);
+  impl_->topics = projector_topics(impl_->o.topic_prefix);
+}
+
+KafkaProjector::~KafkaProjector() {
+  reset();
+}
+
+const KafkaOptions& KafkaProjector::options() const {
+  return impl_->o;
+}
+
+std::int64_t KafkaProjector::fenced_batches() const {
+  return impl_->fenced;
+}
+
+void KafkaProjector::reset() {
+  impl_->consumer.reset();  // leaves the group; the revoke callback clears `owned`
+  impl_->meta.reset();
+  impl_->owned.clear();
+  impl_->conn.reset();
+}
+
+int KafkaProjector::run_once() {
+  if (!impl_->consumer) impl_->start();
+  const auto messages =
+      impl_->consumer->poll(impl_->o.poll_timeout, static_cast<std::size_t>(impl_->o.batch_size));
+  const int n = impl_->apply_messages(messages);
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= impl_->next_progress) {
+    impl_->progress();
+    impl_->next_progress = now + impl_->o.progress_interval;
+  }
+  return n;
+}
+
+void KafkaProjector::run(const std::atomic<bool>& stop) {
+  int backoff_ms = 100;
+  while (!stop.load()) {
+    try {
+      run_once();
+      backoff_ms = 100;
+    } catch (const WrongSource&) {
+      reset();
+      throw;
+    } catch (const std::exception& e) {
+      log::error("projection from Kafka failed, starting over in {} ms: {}", backoff_ms, e.what());
+      reset();
+      for (int waited = 0; waited < backoff_ms && !stop.load(); waited += 50) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      backoff_ms = std::min(backoff_ms * 2, 5000);
+    }
+  }
+  reset();
+}
+
+}  // namespace shop::projector
