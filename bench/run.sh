@@ -29,7 +29,7 @@
 #
 # Environment: BUILD_DIR (default ./build), BUILD_TYPE (default RelWithDebInfo for a new build
 # directory; an existing one keeps its type unless BUILD_TYPE is set), RESULTS_DIR
-# (default bench/results/<date>), COMMAND_API_THREADS / QUERY_API_THREADS (default 16 each),
+# (default bench/results/<date>), COMMAND_API_THREADS / QUERY_API_THREADS (default 16 and 8, as the services),
 # TMPDIR (where the throwaway cluster goes; must be a real disk, not tmpfs, for durable commits).
 #
 # What it does: installs wrk, PostgreSQL (server, client, contrib: pgbench) and sysstat (pidstat)
@@ -101,7 +101,7 @@ BUILD_TYPE_GIVEN=${BUILD_TYPE:-}
 BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
 export COMMAND_API_THREADS=${COMMAND_API_THREADS:-16}
-export QUERY_API_THREADS=${QUERY_API_THREADS:-16}
+export QUERY_API_THREADS=${QUERY_API_THREADS:-8}
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'bench/run.sh: error: %s\n' "$*" >&2; exit 1; }

@@ -21,7 +21,11 @@ struct Options {
   std::string currency = "USD";
   std::string host = "127.0.0.1";
   unsigned short port = 8081;
-  int threads = 16;
+  // Handlers block on the database (and on read-your-writes waits, at most the timeout), so more
+  // threads than cores; but on a small machine every extra runnable thread adds to the latency
+  // of the cached catalog reads (p99 at 32 connections on 2 cores: 16 threads 13 ms, 8 threads
+  // 6 ms, 4 threads 3 ms; docs/PERFORMANCE.md).
+  int threads = 8;
   int pool_size = 0;  // database connections; 0: one per server thread
   std::string cors_origin = "*";
   // How long a request with X-Min-Position may wait for the projector, and how often it looks.
