@@ -360,6 +360,73 @@ CREATE TABLE rm_kafka_offsets (
   PRIMARY KEY (consumer_group, topic, partition)
 );
 )SQL"},
+    {6, "leaner one-statement append", R"SQL(
+-- es_append as in migration 3, with the version checks as one indexed lookup per stream, in the
+-- loop that takes the locks (streams written) and in a loop of their own (streams only read),
+-- instead of one query over both lists: the same checks, a fraction of the work per append.
+CREATE OR REPLACE FUNCTION es_append(p_streams jsonb, p_events jsonb, p_occurred_at timestamptz,
+                                     p_correlation_id uuid, p_causation_id uuid, p_actor uuid,
+                                     p_checks jsonb, p_idempotency jsonb)
+RETURNS TABLE (out_position bigint, out_stream_id text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_stream text;
+  v_expected bigint;
+  v_positions bigint[];
+  v_streams text[];
+BEGIN
+  FOR v_stream, v_expected IN
+    SELECT x.stream_id, x.expected
+      FROM jsonb_to_recordset(p_streams) AS x(stream_id text, expected bigint)
+     ORDER BY x.stream_id
+  LOOP
+    PERFORM pg_advisory_xact_lock(1, hashtext(v_stream));
+    IF coalesce((SELECT max(e.stream_version) FROM events e WHERE e.stream_id = v_stream), 0)
+       <> v_expected THEN
+      RAISE EXCEPTION 'stream version changed' USING ERRCODE = 'SH001';
+    END IF;
+  END LOOP;
+
+  IF p_checks IS NOT NULL THEN
+    FOR v_stream, v_expected IN
+      SELECT c.stream_id, c.expected
+        FROM jsonb_to_recordset(p_checks) AS c(stream_id text, expected bigint)
+    LOOP
+      IF coalesce((SELECT max(e.stream_version) FROM events e WHERE e.stream_id = v_stream), 0)
+         <> v_expected THEN
+        RAISE EXCEPTION 'stream version changed' USING ERRCODE = 'SH001';
+      END IF;
+    END LOOP;
+  END IF;
+
+  WITH ins AS (
+    INSERT INTO events (event_id, stream_id, stream_version, type, schema_version, occurred_at,
+                        correlation_id, causation_id, actor, data)
+    SELECT (e.doc->>'event_id')::uuid, e.doc->>'stream_id', (e.doc->>'stream_version')::bigint,
+           e.doc->>'type', (e.doc->>'schema_version')::int, p_occurred_at, p_correlation_id,
+           p_causation_id, p_actor, e.doc->'data'
+      FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(doc, ord)
+     ORDER BY e.ord
+    RETURNING events.position, events.stream_id)
+  SELECT array_agg(ins.position ORDER BY ins.position), array_agg(ins.stream_id ORDER BY ins.position)
+    INTO v_positions, v_streams
+    FROM ins;
+
+  IF p_idempotency IS NOT NULL THEN
+    INSERT INTO idempotency_keys (scope, key, request_hash, status, response, position)
+    VALUES (p_idempotency->>'scope', p_idempotency->>'key', p_idempotency->>'request',
+            (p_idempotency->>'status')::int, p_idempotency->>'response',
+            v_positions[array_upper(v_positions, 1)])
+    ON CONFLICT (scope, key) DO NOTHING;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'idempotency key already used' USING ERRCODE = 'SH002';
+    END IF;
+  END IF;
+
+  RETURN QUERY SELECT * FROM unnest(v_positions, v_streams);
+END
+$fn$;
+)SQL"},
 };
 }  // namespace
 

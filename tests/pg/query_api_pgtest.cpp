@@ -874,8 +874,8 @@ TEST_F(QueryApiTest, ConfigurationKeysAndDefaults) {
       {{"DATABASE_URL", "postgresql://x@127.0.0.1:1/db"}, {"JWT_SECRET", kSecret}}));
   EXPECT_EQ(o.host, "127.0.0.1");
   EXPECT_EQ(o.port, 8081);
-  EXPECT_EQ(o.threads, 16);
-  EXPECT_EQ(o.pool_size, 16);
+  EXPECT_EQ(o.threads, 8);
+  EXPECT_EQ(o.pool_size, 8);
   EXPECT_EQ(o.currency, "USD");
   EXPECT_EQ(o.cors_origin, "*");
   EXPECT_EQ(o.read_your_writes_timeout, std::chrono::milliseconds(3000));
