@@ -163,9 +163,15 @@ struct Relay::Impl {
     log::info("relay: connecting to Kafka at {} (transactional id {})", o.brokers,
               o.transactional_id);
     producer->init_transactions(o.kafka_timeout);
-    producer->create_topics({{checkpoint_topic, 1, o.replication_factor,
-                              {{"cleanup.policy", "compact"}}}},
-                            o.kafka_timeout);
+    // Every category's topic exists from the start, even before its first event: consumers
+    // (the projector's group) then know every partition they will ever read at once.
+    std::vector<kafka::TopicSpec> topics = {
+        {checkpoint_topic, 1, o.replication_factor, {{"cleanup.policy", "compact"}}}};
+    for (const auto category : events::all_categories()) {
+      topics.push_back(spec(o.topic_prefix + "." + std::string(category)));
+    }
+    producer->create_topics(topics, o.kafka_timeout);
+    for (std::size_t i = 1; i < topics.size(); ++i) topics_ready.insert(topics[i].name);
     load_checkpoint();
     find_lost_topics();
     last_topic_check = std::chrono::steady_clock::now();

@@ -245,12 +245,20 @@ std::pair<std::int64_t, std::int64_t> Consumer::watermarks(const std::string& to
                                                            int partition,
                                                            std::chrono::milliseconds timeout) {
   std::int64_t low = 0, high = 0;
-  const auto err = rd_kafka_query_watermark_offsets(impl_->rk.get(), topic.c_str(), partition,
-                                                    &low, &high, ms(timeout));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    throw Error("offsets of " + topic + ": " + rd_kafka_err2str(err), true);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto err = rd_kafka_query_watermark_offsets(impl_->rk.get(), topic.c_str(), partition,
+                                                      &low, &high, ms(timeout));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return {low, high};
+    // A topic just created: the broker may not lead its partitions yet.
+    const bool settling = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                          err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                          err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    if (!settling || std::chrono::steady_clock::now() > deadline) {
+      throw Error("offsets of " + topic + ": " + rd_kafka_err2str(err), true);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return {low, high};
 }
 
 int Consumer::partition_count(const std::string& topic, std::chrono::milliseconds timeout) {
