@@ -10,6 +10,7 @@
 #include <pqxx/pqxx>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "shop/command/relay.h"
@@ -220,6 +221,29 @@ TEST_F(RelayTest, CreatesTopicsWithThePartitionsAskedForAndKeepsEventsForever) {
             0)
       << out;
   EXPECT_NE(out.find("event_type=TestHappened"), std::string::npos) << out;
+  // And the values: one JSON envelope per message, exactly the stored events of the category.
+  ASSERT_EQ(testing::run_command("/usr/bin/env",
+                                 {"kcat", "-b", brokers_, "-C", "-t", prefix_ + ".user", "-e", "-q",
+                                  "-f", "%s\n"},
+                                 {}, out),
+            0)
+      << out;
+  std::set<std::string> lines;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    json::Document d;
+    EXPECT_TRUE(json::parse(line, d).empty() && d.IsObject()) << line;
+    EXPECT_EQ(json::get_string(d, "type"), "TestHappened") << line;
+    lines.insert(line);
+  }
+  std::set<std::string> expected;
+  for (const auto& e : stored()) {
+    std::string envelope;
+    events::append_envelope_json(envelope, e);
+    expected.insert(envelope);
+  }
+  EXPECT_EQ(lines, expected);
 }
 
 // The real binary, killed with SIGKILL at random moments while events keep being appended, and
