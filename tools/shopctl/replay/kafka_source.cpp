@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 
 #include "shop/events/events.h"
@@ -17,6 +18,11 @@ namespace kafka = infra::kafka;
 struct Collected {
   std::int64_t position = 0;
   std::string value;  // the envelope, as the relay wrote it
+  // For CSV only: the envelope's strings, taken when the message was read.
+  std::string stream_id, type, occurred_at, event_id, correlation_id, causation_id;
+  std::optional<std::string> actor;
+  std::int64_t stream_version = 0;
+  std::int32_t schema_version = 1;
 };
 
 bool any_of(const std::vector<std::string>& wanted, std::string_view value) {
@@ -82,7 +88,21 @@ ReplayStats replay_from_kafka(const std::string& brokers, const std::string& top
         const auto occurred_at = json::get_string(d, "occurred_at");
         if (!since.empty() && occurred_at < since) return;
         if (!until.empty() && occurred_at >= until) return;
-        collected.push_back({position, m.value});
+        Collected c;
+        c.position = position;
+        c.value = m.value;
+        if (format == Format::kCsv) {
+          c.stream_id = stream_id;
+          c.type = json::get_string(d, "type");
+          c.occurred_at = occurred_at;
+          c.event_id = json::get_string(d, "event_id");
+          c.correlation_id = json::get_string(d, "correlation_id");
+          c.causation_id = json::get_string(d, "causation_id");
+          if (d.HasMember("actor") && d["actor"].IsString()) c.actor = d["actor"].GetString();
+          c.stream_version = json::get_int(d, "stream_version");
+          c.schema_version = static_cast<std::int32_t>(json::get_int(d, "schema_version"));
+        }
+        collected.push_back(std::move(c));
         if (progress != nullptr) progress->update({static_cast<std::int64_t>(collected.size()), 0});
       },
       std::chrono::minutes(30));
@@ -96,27 +116,17 @@ ReplayStats replay_from_kafka(const std::string& brokers, const std::string& top
       out.append(c.value);
       out.push_back('\n');
     } else {
-      json::Document d;
-      json::parse(c.value, d);
-      const std::string stream_id = json::get_string(d, "stream_id");
-      const std::string type = json::get_string(d, "type");
-      const std::string occurred_at = json::get_string(d, "occurred_at");
-      const std::string event_id = json::get_string(d, "event_id");
-      const std::string correlation_id = json::get_string(d, "correlation_id");
-      const std::string causation_id = json::get_string(d, "causation_id");
-      std::optional<std::string> actor;
-      if (d.HasMember("actor") && d["actor"].IsString()) actor = d["actor"].GetString();
       Envelope e;
       e.position = c.position;
-      e.stream_id = stream_id;
-      e.stream_version = json::get_int(d, "stream_version");
-      e.type = type;
-      e.schema_version = static_cast<std::int32_t>(json::get_int(d, "schema_version"));
-      e.occurred_at = occurred_at;
-      e.event_id = event_id;
-      e.correlation_id = correlation_id;
-      e.causation_id = causation_id;
-      if (actor) e.actor = *actor;
+      e.stream_id = c.stream_id;
+      e.stream_version = c.stream_version;
+      e.type = c.type;
+      e.schema_version = c.schema_version;
+      e.occurred_at = c.occurred_at;
+      e.event_id = c.event_id;
+      e.correlation_id = c.correlation_id;
+      e.causation_id = c.causation_id;
+      if (c.actor) e.actor = *c.actor;
       e.data = data_of(c.value);
       append_csv_record(out, e);
     }
