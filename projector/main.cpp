@@ -34,7 +34,7 @@ int main() {
       o.group = config.get_or("KAFKA_CONSUMER_GROUP", o.topic_prefix + "-projector");
       o.batch_size = batch_size;
       o.progress_interval =
-          std::chrono::milliseconds(config.get_int("PROJECTOR_PROGRESS_INTERVAL_MS", 50));
+          std::chrono::milliseconds(config.get_int("PROJECTOR_PROGRESS_INTERVAL_MS", 10));
       o.session_timeout =
           std::chrono::milliseconds(config.get_int("PROJECTOR_KAFKA_SESSION_TIMEOUT_MS", 10000));
       projector::KafkaProjector p(url, o);

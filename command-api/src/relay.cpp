@@ -1,6 +1,7 @@
 #include "shop/command/relay.h"
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <pqxx/pqxx>
 #include <set>
@@ -32,8 +33,10 @@ struct Repair {
   infra::GlobalCheckpoint done;  // the last one published again so far
 };
 
+using LastOffsets = kafka::PartitionOffsets;
+
 std::string checkpoint_json(const infra::GlobalCheckpoint& cp, std::int64_t published_position,
-                            const std::optional<Repair>& repair) {
+                            const LastOffsets& last_offsets, const std::optional<Repair>& repair) {
   rapidjson::StringBuffer buf;
   json::Writer w(buf);
   w.StartObject();
@@ -43,6 +46,9 @@ std::string checkpoint_json(const infra::GlobalCheckpoint& cp, std::int64_t publ
   w.Int64(cp.position);
   w.Key("published_position");
   w.Int64(published_position);
+  w.Key("last_offsets");
+  const auto offsets = kafka::partition_offsets_json(last_offsets);
+  w.RawValue(offsets.data(), offsets.size(), rapidjson::kArrayType);
   if (repair) {
     w.Key("repair");
     w.StartObject();
@@ -72,16 +78,18 @@ struct Relay::Impl {
   std::unique_ptr<kafka::TransactionalProducer> producer;
   std::set<std::string> topics_ready;
   bool started = false;
-  std::optional<Repair> repair;             // in progress (also written with every checkpoint)
-  std::vector<Repair> repairs_waiting;      // found at start, after the one in progress
+  std::optional<Repair> repair;         // in progress (also written with every checkpoint)
+  std::vector<Repair> repairs_waiting;  // found at start, after the one in progress
 
   mutable std::mutex mutex;  // guards cp and st (read by status() from other threads)
   infra::GlobalCheckpoint cp;
   RelayStatus st;
+  // The offset of the last message of each partition as of `cp`: written with every checkpoint
+  // and to relay_status, so that the projector knows when a partition holds nothing more up to
+  // `cp` (see kafka_projector.h).
+  LastOffsets last_offsets;
 
-  kafka::Properties client_properties() const {
-    return {{"bootstrap.servers", o.brokers}};
-  }
+  kafka::Properties client_properties() const { return {{"bootstrap.servers", o.brokers}}; }
 
   void reset() {
     started = false;
@@ -127,6 +135,11 @@ struct Relay::Impl {
       loaded.tx = json::get_string(d, "tx");
       loaded.position = json::get_int(d, "position");
       published = json::get_int(d, "published_position");
+      if (const json::Value* offsets = json::member(d, "last_offsets")) {
+        last_offsets = kafka::parse_partition_offsets(json::to_string(*offsets));
+      } else {
+        last_offsets = scan_last_offsets();
+      }
       if (d.HasMember("repair") && d["repair"].IsObject()) {
         const auto& r = d["repair"];
         repair = Repair{json::get_string(r, "category"),
@@ -134,11 +147,35 @@ struct Relay::Impl {
                         {json::get_string(r, "done_tx"), json::get_int(r, "done_position")}};
       }
     }
+    if (!last) last_offsets.clear();
     std::lock_guard lock(mutex);
     cp = loaded;
     st.published_position = published;
     log::info("relay resumes after transaction {} position {} ({} of {}: offsets {}..{})",
-              loaded.tx, loaded.position, last ? "checkpoint" : "no checkpoint", checkpoint_topic, low, high);
+              loaded.tx, loaded.position, last ? "checkpoint" : "no checkpoint", checkpoint_topic,
+              low, high);
+  }
+
+  // The last offsets of every partition, read from the topics: for a checkpoint written before
+  // checkpoints carried them. Reads every committed message once.
+  LastOffsets scan_last_offsets() {
+    log::info("relay: the checkpoint has no partition offsets; reading the topics to find them");
+    kafka::Consumer consumer(client_properties());
+    LastOffsets out;
+    std::vector<kafka::TopicPartitionOffset> from;
+    for (const auto category : events::all_categories()) {
+      const auto topic = o.topic_prefix + "." + std::string(category);
+      const int n = consumer.partition_count(topic, o.kafka_timeout);
+      for (int p = 0; p < n; ++p) from.push_back({topic, p, 0});
+    }
+    kafka::read_to_end(
+        consumer, from,
+        [&](const kafka::Message& m) {
+          auto& last = out[{m.topic, m.partition}];
+          last = std::max(last, m.offset);
+        },
+        o.kafka_timeout * 20);
+    return out;
   }
 
   void start() {
@@ -176,6 +213,13 @@ struct Relay::Impl {
     find_lost_topics();
     last_topic_check = std::chrono::steady_clock::now();
     started = true;
+    {
+      std::unique_lock lock(mutex);
+      const auto at = cp;
+      const auto published = st.published_position;
+      lock.unlock();
+      if (at.position > 0 || at.tx != "0") save_status(published, at);
+    }
   }
   std::chrono::steady_clock::time_point last_topic_check;
 
@@ -205,15 +249,17 @@ struct Relay::Impl {
       if (!empty) continue;
       pqxx::work tx(*conn);
       const bool published_before =
-          tx.exec_params("SELECT EXISTS (SELECT 1 FROM events e WHERE e.stream_id LIKE $1 "
-                         "AND (e.tx_id, e.position) <= ($2::xid8, $3))",
-                         category + "-%", at.tx, at.position)[0][0]
+          tx.exec_params(
+                "SELECT EXISTS (SELECT 1 FROM events e WHERE e.stream_id LIKE $1 "
+                "AND (e.tx_id, e.position) <= ($2::xid8, $3))",
+                category + "-%", at.tx, at.position)[0][0]
               .as<bool>();
       tx.commit();
       if (!published_before) continue;
-      log::warn("relay: topic {} is {} although events of it were published: publishing them "
-                "again, up to transaction {} position {}",
-                topic, partitions == 0 ? "missing" : "empty", at.tx, at.position);
+      log::warn(
+          "relay: topic {} is {} although events of it were published: publishing them "
+          "again, up to transaction {} position {}",
+          topic, partitions == 0 ? "missing" : "empty", at.tx, at.position);
       repairs_waiting.push_back({category, at, {}});
     }
     if (!repair && !repairs_waiting.empty()) {
@@ -267,9 +313,18 @@ struct Relay::Impl {
     }
     producer->begin_transaction();
     for (const auto& e : batch) publish(e);
-    producer->produce(checkpoint_topic, kCheckpointKey, checkpoint_json(main, published, after),
-                      {});
+    producer->flush(o.kafka_timeout);
+    LastOffsets offsets = last_offsets;
+    if (repair->done.position == 0 && repair->done.tx == "0") {
+      // The topic starts again from offset 0.
+      std::erase_if(offsets, [&](const auto& kv) { return kv.first.topic == topic; });
+    }
+    for (const auto& [tp, offset] : producer->last_offsets()) offsets[tp] = offset;
+    producer->produce(checkpoint_topic, kCheckpointKey,
+                      checkpoint_json(main, published, offsets, after), {});
     producer->commit_transaction(o.kafka_timeout);
+    last_offsets = std::move(offsets);
+    save_status(published, main);
     if (finished) {
       log::info("relay: topic {} has all its earlier events again", topic);
       if (!repairs_waiting.empty()) repairs_waiting.erase(repairs_waiting.begin());
@@ -280,7 +335,9 @@ struct Relay::Impl {
 
   kafka::TopicSpec spec(const std::string& topic) const {
     // Events are kept forever: analysts replay topics from offset 0.
-    return {topic, o.partitions, o.replication_factor,
+    return {topic,
+            o.partitions,
+            o.replication_factor,
             {{"retention.ms", "-1"}, {"retention.bytes", "-1"}}};
   }
 
@@ -310,11 +367,13 @@ struct Relay::Impl {
   void save_status(std::int64_t published_position, const infra::GlobalCheckpoint& next) {
     pqxx::work tx(*conn);
     tx.exec_params(
-        "INSERT INTO relay_status (name, last_tx, last_position, published_position, updated_at) "
-        "VALUES ($1, $2::xid8, $3, $4, now()) ON CONFLICT (name) DO UPDATE SET "
-        "last_tx = EXCLUDED.last_tx, last_position = EXCLUDED.last_position, "
-        "published_position = EXCLUDED.published_position, updated_at = now()",
-        o.topic_prefix, next.tx, next.position, published_position);
+        "INSERT INTO relay_status (name, last_tx, last_position, published_position, "
+        "last_offsets, updated_at) VALUES ($1, $2::xid8, $3, $4, $5::jsonb, now()) "
+        "ON CONFLICT (name) DO UPDATE SET last_tx = EXCLUDED.last_tx, "
+        "last_position = EXCLUDED.last_position, published_position = "
+        "EXCLUDED.published_position, last_offsets = EXCLUDED.last_offsets, updated_at = now()",
+        o.topic_prefix, next.tx, next.position, published_position,
+        kafka::partition_offsets_json(last_offsets));
     tx.commit();
   }
 
@@ -355,9 +414,14 @@ struct Relay::Impl {
       publish(e);
       published = std::max(published, e.position);
     }
+    // The batch's offsets go with its checkpoint, so they are known only once acknowledged.
+    producer->flush(o.kafka_timeout);
+    LastOffsets offsets = last_offsets;
+    for (const auto& [tp, offset] : producer->last_offsets()) offsets[tp] = offset;
     producer->produce(checkpoint_topic, kCheckpointKey,
-                      checkpoint_json(batch.next, published, std::nullopt), {});
+                      checkpoint_json(batch.next, published, offsets, std::nullopt), {});
     producer->commit_transaction(o.kafka_timeout);
+    last_offsets = std::move(offsets);
     {
       std::lock_guard lock(mutex);
       cp = batch.next;
@@ -371,7 +435,8 @@ struct Relay::Impl {
 
 Relay::Relay(RelayOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(options);
-  if (impl_->o.transactional_id.empty()) impl_->o.transactional_id = impl_->o.topic_prefix + "-relay";
+  if (impl_->o.transactional_id.empty())
+    impl_->o.transactional_id = impl_->o.topic_prefix + "-relay";
   impl_->checkpoint_topic = impl_->o.topic_prefix + "-relay-checkpoints";
 }
 
@@ -381,9 +446,13 @@ std::string Relay::topic_for(const std::string& prefix, const std::string& strea
   return prefix + "." + stream_id.substr(0, stream_id.find('-'));
 }
 
-void Relay::start() { impl_->start(); }
+void Relay::start() {
+  impl_->start();
+}
 
-int Relay::run_once() { return impl_->run_once(); }
+int Relay::run_once() {
+  return impl_->run_once();
+}
 
 infra::GlobalCheckpoint Relay::checkpoint() const {
   std::lock_guard lock(impl_->mutex);
@@ -418,11 +487,11 @@ void Relay::run(const std::atomic<bool>& stop) {
     if (now - last_report > std::chrono::seconds(10)) {
       last_report = now;
       const auto s = status();
-      log::info("relay: published up to position {} (store at {}, lag {} positions), {} events "
-                "published by this process",
-                s.published_position, s.store_position,
-                std::max<std::int64_t>(0, s.store_position - s.published_position),
-                s.published_events);
+      log::info(
+          "relay: published up to position {} (store at {}, lag {} positions), {} events "
+          "published by this process",
+          s.published_position, s.store_position,
+          std::max<std::int64_t>(0, s.store_position - s.published_position), s.published_events);
     }
   }
 }

@@ -2,16 +2,21 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <exception>
 #include <map>
 #include <set>
 #include <thread>
 
+#include "shop/events/json.h"
+
 namespace shop::infra::kafka {
 
 namespace {
 
-int ms(std::chrono::milliseconds d) { return static_cast<int>(d.count()); }
+int ms(std::chrono::milliseconds d) {
+  return static_cast<int>(d.count());
+}
 
 rd_kafka_conf_t* make_conf(const Properties& props) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -73,8 +78,7 @@ void wait_for_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
           }
           ready = true;
           for (int p = 0; p < mt.partition_cnt; ++p) {
-            if (mt.partitions[p].leader < 0 ||
-                mt.partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (mt.partitions[p].leader < 0 || mt.partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
               ready = false;
             }
           }
@@ -92,6 +96,43 @@ void wait_for_topics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics,
 
 }  // namespace
 
+std::string partition_offsets_json(const PartitionOffsets& offsets) {
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  w.StartArray();
+  for (const auto& [tp, offset] : offsets) {
+    w.StartObject();
+    w.Key("topic");
+    w.String(tp.topic);
+    w.Key("partition");
+    w.Int(tp.partition);
+    w.Key("offset");
+    w.Int64(offset);
+    w.EndObject();
+  }
+  w.EndArray();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+PartitionOffsets parse_partition_offsets(std::string_view text) {
+  json::Document d;
+  if (auto error = json::parse(text, d); !error.empty() || !d.IsArray()) {
+    throw Error("partition offsets: not a JSON array: " + std::string(text.substr(0, 200)));
+  }
+  PartitionOffsets out;
+  for (const auto& x : d.GetArray()) {
+    const json::Value* topic = x.IsObject() ? json::member(x, "topic") : nullptr;
+    const json::Value* partition = x.IsObject() ? json::member(x, "partition") : nullptr;
+    const json::Value* offset = x.IsObject() ? json::member(x, "offset") : nullptr;
+    if (topic == nullptr || !topic->IsString() || partition == nullptr || !partition->IsInt() ||
+        offset == nullptr || !offset->IsInt64()) {
+      throw Error("partition offsets: each entry needs topic, partition and offset");
+    }
+    out[{topic->GetString(), partition->GetInt()}] = offset->GetInt64();
+  }
+  return out;
+}
+
 std::optional<std::string> Message::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (k == name) return v;
@@ -103,17 +144,36 @@ std::optional<std::string> Message::header(std::string_view name) const {
 
 struct TransactionalProducer::Impl {
   Handle rk;
+  PartitionOffsets last_offsets;  // of the current transaction
+
+  // Delivery reports, served on the thread that polls or flushes.
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR || m->offset < 0) return;  // commit will fail
+    auto& last =
+        static_cast<Impl*>(opaque)->last_offsets[{rd_kafka_topic_name(m->rkt), m->partition}];
+    last = std::max(last, m->offset);
+  }
 };
 
 TransactionalProducer::TransactionalProducer(const Properties& props)
     : impl_(std::make_unique<Impl>()) {
-  impl_->rk = make_handle(RD_KAFKA_PRODUCER, props);
+  rd_kafka_conf_t* conf = make_conf(props);
+  rd_kafka_conf_set_dr_msg_cb(conf, &Impl::on_delivery);
+  rd_kafka_conf_set_opaque(conf, impl_.get());
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);  // owns conf on success
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    throw Error(std::string("kafka client: ") + err);
+  }
+  impl_->rk = Handle(rk);
 }
 
 TransactionalProducer::~TransactionalProducer() {
   // Unsent messages of an unfinished transaction are dropped: the broker aborts it (or the next
   // producer with the same transactional.id does).
-  if (impl_->rk) rd_kafka_purge(impl_->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  if (impl_->rk)
+    rd_kafka_purge(impl_->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 }
 
 void TransactionalProducer::init_transactions(std::chrono::milliseconds timeout) {
@@ -122,6 +182,18 @@ void TransactionalProducer::init_transactions(std::chrono::milliseconds timeout)
 
 void TransactionalProducer::begin_transaction() {
   check(rd_kafka_begin_transaction(impl_->rk.get()), "begin transaction");
+  impl_->last_offsets.clear();
+}
+
+void TransactionalProducer::flush(std::chrono::milliseconds timeout) {
+  const auto err = rd_kafka_flush(impl_->rk.get(), ms(timeout));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw Error(std::string("flush: ") + rd_kafka_err2str(err), true, true);
+  }
+}
+
+const PartitionOffsets& TransactionalProducer::last_offsets() const {
+  return impl_->last_offsets;
 }
 
 void TransactionalProducer::produce(const std::string& topic, std::string_view key,
@@ -145,8 +217,8 @@ void TransactionalProducer::produce(const std::string& topic, std::string_view k
     }
     rd_kafka_headers_destroy(hdrs);
     const bool fatal = err == RD_KAFKA_RESP_ERR__FATAL;
-    throw Error(std::string("produce to ") + topic + ": " + rd_kafka_err2str(err), false,
-                !fatal, fatal);
+    throw Error(std::string("produce to ") + topic + ": " + rd_kafka_err2str(err), false, !fatal,
+                fatal);
   }
 }
 
@@ -164,9 +236,7 @@ void TransactionalProducer::create_topics(const std::vector<TopicSpec>& topics,
   rd_kafka_t* rk = impl_->rk.get();
   std::vector<rd_kafka_NewTopic_t*> specs;
   char err[512];
-  auto cleanup = [&] {
-    rd_kafka_NewTopic_destroy_array(specs.data(), specs.size());
-  };
+  auto cleanup = [&] { rd_kafka_NewTopic_destroy_array(specs.data(), specs.size()); };
   for (const auto& t : topics) {
     rd_kafka_NewTopic_t* nt =
         rd_kafka_NewTopic_new(t.name.c_str(), t.partitions, t.replication_factor, err, sizeof err);
@@ -241,8 +311,7 @@ Consumer::~Consumer() {
   if (impl_->rk) rd_kafka_consumer_close(impl_->rk.get());
 }
 
-std::pair<std::int64_t, std::int64_t> Consumer::watermarks(const std::string& topic,
-                                                           int partition,
+std::pair<std::int64_t, std::int64_t> Consumer::watermarks(const std::string& topic, int partition,
                                                            std::chrono::milliseconds timeout) {
   std::int64_t low = 0, high = 0;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -307,7 +376,8 @@ std::vector<std::pair<std::string, std::string>> Consumer::topic_config(
         continue;
       }
       size_t count = 0;
-      const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(resources[i], &count);
+      const rd_kafka_ConfigEntry_t** entries =
+          rd_kafka_ConfigResource_configs(resources[i], &count);
       for (size_t j = 0; j < count; ++j) {
         const char* value = rd_kafka_ConfigEntry_value(entries[j]);
         out.emplace_back(rd_kafka_ConfigEntry_name(entries[j]), value ? value : "");
@@ -363,11 +433,11 @@ Consumer::Polled Consumer::poll(std::chrono::milliseconds timeout) {
     const char* name = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) ==
-                       RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
-      msg.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size)
-                                           : std::string());
+      msg.headers.emplace_back(
+          name, value ? std::string(static_cast<const char*>(value), size) : std::string());
     }
   }
   out.message = std::move(msg);

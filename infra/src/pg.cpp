@@ -427,6 +427,12 @@ BEGIN
 END
 $fn$;
 )SQL"},
+    {8, "relay status: last offset of each partition", R"SQL(
+-- The offset of the last message of each partition as of the relay's checkpoint
+-- ([{"topic", "partition", "offset"}, ...]): a projector reading Kafka has applied every event
+-- of a partition up to the checkpoint once it has applied that offset.
+ALTER TABLE relay_status ADD COLUMN last_offsets jsonb;
+)SQL"},
 };
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
@@ -40,12 +41,6 @@ const std::pair<const char*, const char*> kKafkaStatements[] = {
     {"rmk_offsets", R"SQL(
 SELECT topic, partition, next_offset, covered_tx::text, covered_position, covered_max_position
   FROM rm_kafka_offsets WHERE consumer_group = $1)SQL"},
-    // A row for every partition known to exist (NULL: nothing of it applied yet), so that the
-    // checkpoint, the least covered place over the rows, never leaves a partition out.
-    {"rmk_known", R"SQL(
-INSERT INTO rm_kafka_offsets (consumer_group, topic, partition)
-SELECT $1, $2, p FROM generate_series(0, $3::int - 1) p
-ON CONFLICT DO NOTHING)SQL"},
     // The fence: the offset moves only from where this process believes it is. Another member
     // that has taken the partition over and applied messages since makes this match no row.
     {"rmk_advance", R"SQL(
@@ -66,9 +61,9 @@ ON CONFLICT (consumer_group, topic, partition) DO UPDATE
   SET covered_tx = EXCLUDED.covered_tx, covered_position = EXCLUDED.covered_position,
       covered_max_position = EXCLUDED.covered_max_position, updated_at = now()
   WHERE (o.covered_tx, o.covered_position) < (EXCLUDED.covered_tx, EXCLUDED.covered_position))SQL"},
-    {"rmk_least", R"SQL(
-SELECT covered_tx::text, covered_position, covered_max_position FROM rm_kafka_offsets
- WHERE consumer_group = $1 ORDER BY covered_tx, covered_position LIMIT 1)SQL"},
+    // Progress transactions of the group's members one after the other: the last to commit sees
+    // every partition's place.
+    {"rmk_progress_lock", "SELECT pg_advisory_xact_lock(5, hashtext($1))"},
     // The read models' checkpoint only moves forward: each value written is a lower bound of
     // what is applied, computed from committed rows, and applied events stay applied.
     {"rmk_checkpoint", R"SQL(
@@ -78,7 +73,8 @@ ON CONFLICT (name) DO UPDATE SET last_tx = EXCLUDED.last_tx, last_position = EXC
   max_position = GREATEST(c.max_position, EXCLUDED.max_position), updated_at = now()
 WHERE (c.last_tx, c.last_position) < (EXCLUDED.last_tx, EXCLUDED.last_position))SQL"},
     {"rmk_relay", R"SQL(
-SELECT last_tx::text, last_position, published_position FROM relay_status WHERE name = $1)SQL"},
+SELECT last_tx::text, last_position, published_position, last_offsets::text
+  FROM relay_status WHERE name = $1)SQL"},
     {"rmk_source", R"SQL(
 SELECT EXISTS (SELECT 1 FROM rm_checkpoints WHERE name = $2),
        EXISTS (SELECT 1 FROM rm_kafka_offsets WHERE consumer_group = $1),
@@ -135,34 +131,27 @@ events::RecordedEvent event_from_envelope(std::string_view envelope) {
 }
 
 struct KafkaProjector::Impl {
-  struct Target {
-    Place place;           // the relay's checkpoint when end was asked for
-    std::int64_t end = 0;  // the partition's end offset, asked for after the place was read
+  // A relay checkpoint and the offset of the partition's last message as of it: the partition
+  // is applied up to `place` once the message at `last` is.
+  struct Pending {
+    Place place;
+    std::int64_t last = -1;
   };
   struct Owned {
     std::optional<std::int64_t> stored;  // next_offset as stored (none: start at the beginning)
     Place covered;
-    std::optional<Target> target;
+    std::deque<Pending> pending;  // places not reached yet, oldest first
   };
 
   std::string url;
   KafkaOptions o;
-  std::vector<std::string> topics;
   std::unique_ptr<pqxx::connection> conn;
   std::map<TopicPartition, Owned> owned;
-  std::map<std::string, int> known_topics;  // topic -> partitions, with rows in rm_kafka_offsets
-  // While some topics are not known to exist: the relay's checkpoint read before they were last
-  // looked for. Events up to it cannot be in a topic created later.
-  std::optional<Place> topics_checked_at;
-  std::chrono::steady_clock::time_point topics_checked_time{};
   std::optional<Place> written;  // the checkpoint this process last computed
   std::chrono::steady_clock::time_point next_progress{};
+  std::chrono::steady_clock::time_point next_recompute{};
   bool source_checked = false;
   std::int64_t fenced = 0;  // batches rolled back because another member moved an offset
-  // Asks partitions' high watermarks and topics' partition counts. read_uncommitted: its high
-  // watermark counts every message written, also those of a transaction whose commit markers
-  // are still on their way (the relay's commit returns before the markers are written).
-  std::unique_ptr<kafka::Consumer> meta;
   // Last: destroyed first, so that its final revoke callback still finds the members above.
   std::unique_ptr<kafka::GroupConsumer> consumer;
 
@@ -216,8 +205,6 @@ struct KafkaProjector::Impl {
       owned.clear();
     };
     cb.on_warning = [](const std::string& what) { log::warn("kafka: {}", what); };
-    meta = std::make_unique<kafka::Consumer>(kafka::Properties{
-        {"bootstrap.servers", o.brokers}, {"isolation.level", "read_uncommitted"}});
     consumer = std::make_unique<kafka::GroupConsumer>(props, std::move(cb));
     std::string pattern = "^" + regex_escape(o.topic_prefix) + "\\.(";
     for (std::size_t i = 0; i < events::all_categories().size(); ++i) {
@@ -282,7 +269,7 @@ struct KafkaProjector::Impl {
       if (own == owned.end()) continue;
       auto it = stored.find(tp);
       own->second.stored = it == stored.end() ? std::nullopt : it->second.stored;
-      own->second.target.reset();
+      own->second.pending.clear();
       seek.push_back(
           {tp.topic, tp.partition, own->second.stored.value_or(kafka::GroupConsumer::kBeginning)});
     }
@@ -355,112 +342,79 @@ struct KafkaProjector::Impl {
   // Brings forward the places up to which the owned partitions are applied, and from all
   // partitions' places the read models' checkpoint.
   //
-  // A partition is applied up to the relay's checkpoint R once this member has handed out and
-  // applied every record below the partition's high watermark asked for after R was read: the
-  // relay writes relay_status after its Kafka transaction committed, and the transaction's
-  // messages are all written (acknowledged) before the commit, so every event up to R is below
-  // that watermark.
-  void progress() {
+  // The relay writes to relay_status, after each Kafka transaction has committed, its checkpoint R
+  // (a place in the store's global order) and the offset of the last message of every partition
+  // as of R. A partition is applied up to R once the message at that offset is applied (its
+  // stored next offset is past it); a partition with no message at all holds nothing up to R.
+  // The least place over the partitions that have messages is the read models' checkpoint.
+  void progress(bool after_batch) {
     std::optional<Place> relay;
+    kafka::PartitionOffsets last_offsets;
     {
       pqxx::work tx(connection());
       auto r = tx.exec_prepared("rmk_relay", o.topic_prefix);
-      if (!r.empty()) {
+      if (!r.empty() && !r[0][3].is_null()) {
         relay = Place{parse_xid(r[0][0].c_str()), r[0][1].as<std::int64_t>(),
                       r[0][2].as<std::int64_t>()};
+        last_offsets = kafka::parse_partition_offsets(r[0][3].c_str());
       }
     }
-    if (!relay) return;  // nothing published yet
+    if (!relay) return;  // nothing published yet (or by a relay that does not say its offsets)
     const Place R = *relay;
 
     std::vector<std::pair<TopicPartition, Place>> promoted;
     for (auto& [tp, st] : owned) {
-      const auto applied_to = [&] {
-        return std::max(st.stored.value_or(0), consumer->consumed_to(tp));
-      };
-      auto promote = [&](const Place& p) {
-        if (st.covered.before(p)) {
-          st.covered = p;
-          promoted.emplace_back(tp, p);
-        }
-      };
-      if (st.target && applied_to() >= st.target->end) {
-        promote(st.target->place);
-        st.target.reset();
-      }
-      if (!st.target && st.covered.before(R)) {
-        std::int64_t end = 0;
-        try {
-          end = meta->watermarks(tp.topic, tp.partition, o.kafka_timeout).second;
-        } catch (const kafka::Error& e) {
-          // Only the checkpoint waits: try again next time.
-          log::warn("end offset of {} [{}]: {}", tp.topic, tp.partition, e.what());
-          continue;
-        }
-        if (applied_to() >= end) {
-          promote(R);
+      if (!st.covered.before(R)) continue;
+      const auto found = last_offsets.find(tp);
+      const std::int64_t last = found == last_offsets.end() ? -1 : found->second;
+      if (st.pending.empty() || st.pending.back().place.before(R)) {
+        if (!st.pending.empty() && st.pending.back().last == last) {
+          st.pending.back().place = R;  // nothing new in the partition: the later place
+        } else if (st.pending.size() >= 64) {
+          st.pending.back() = {R, last};  // reached later, never wrongly
         } else {
-          st.target = Target{R, end};
+          st.pending.push_back({R, last});
         }
+      }
+      const std::int64_t applied = st.stored.value_or(0);  // every offset below it is applied
+      std::optional<Place> reached;
+      while (!st.pending.empty() && st.pending.front().last < applied) {
+        reached = st.pending.front().place;
+        st.pending.pop_front();
+      }
+      if (reached && st.covered.before(*reached)) {
+        st.covered = *reached;
+        promoted.emplace_back(tp, *reached);
       }
     }
 
-    // Topics appear when the relay first publishes to them; their partitions must have rows
-    // before the least place is taken.
-    std::vector<std::pair<std::string, int>> found;
-    if (known_topics.size() < topics.size()) {
-      const auto now = std::chrono::steady_clock::now();
-      if (!topics_checked_at || now - topics_checked_time >= std::chrono::seconds(1)) {
-        std::vector<std::string> missing;
-        for (const auto& t : topics) {
-          if (!known_topics.count(t)) missing.push_back(t);
-        }
-        try {
-          for (const auto& t : missing) {
-            if (const int n = meta->partition_count(t, o.kafka_timeout); n > 0) {
-              found.emplace_back(t, n);
-            }
-          }
-          topics_checked_at = R;  // read before the lookup
-          topics_checked_time = now;
-        } catch (const kafka::Error& e) {
-          log::warn("looking for topics: {}", e.what());
-          found.clear();
-        }
-      }
+    // With nothing promoted here, the checkpoint can still move by other members' promotions:
+    // look again now and then while it is behind the relay.
+    const auto now = std::chrono::steady_clock::now();
+    if (promoted.empty()) {
+      if (written && !written->before(R)) return;
+      if (after_batch && now < next_recompute) return;
     }
-    if (promoted.empty() && found.empty() && written && !written->before(R)) return;
+    next_recompute = now + o.progress_interval;
 
     pqxx::work tx(connection());
-    for (const auto& [topic, partitions] : found) {
-      tx.exec_prepared("rmk_known", o.group, topic, partitions);
-    }
+    tx.exec_prepared("rmk_progress_lock", o.group);
     for (const auto& [tp, p] : promoted) {
       tx.exec_prepared("rmk_covered", o.group, tp.topic, tp.partition, std::to_string(p.tx),
                        p.position, p.max_position);
     }
-    auto least = tx.exec_prepared("rmk_least", o.group);
-    std::optional<Place> checkpoint;
-    if (!least.empty()) {
-      checkpoint = Place{parse_xid(least[0][0].c_str()), least[0][1].as<std::int64_t>(),
-                         least[0][2].as<std::int64_t>()};
-      if (R.before(*checkpoint)) checkpoint = R;
-      if (known_topics.size() + found.size() < topics.size()) {
-        // Some topic not seen: only events published before the last look are surely in the
-        // rows (none at all when the look failed every time).
-        if (!topics_checked_at) {
-          checkpoint.reset();
-        } else if (topics_checked_at->before(*checkpoint)) {
-          checkpoint = topics_checked_at;
-        }
-      }
-      if (checkpoint && checkpoint->position > 0) {
-        tx.exec_prepared("rmk_checkpoint", kCheckpointName, std::to_string(checkpoint->tx),
-                         checkpoint->position, checkpoint->max_position);
-      }
+    std::map<TopicPartition, Owned> rows = load(tx);
+    Place checkpoint = R;
+    for (const auto& [tp, last] : last_offsets) {
+      const auto row = rows.find(tp);
+      const Place covered = row == rows.end() ? Place{} : row->second.covered;
+      if (covered.before(checkpoint)) checkpoint = covered;
+    }
+    if (checkpoint.position > 0) {
+      tx.exec_prepared("rmk_checkpoint", kCheckpointName, std::to_string(checkpoint.tx),
+                       checkpoint.position, checkpoint.max_position);
     }
     tx.commit();
-    for (const auto& [topic, partitions] : found) known_topics[topic] = partitions;
     written = checkpoint;
   }
 };
@@ -470,7 +424,6 @@ KafkaProjector::KafkaProjector(std::string database_url, KafkaOptions options)
   impl_->url = std::move(database_url);
   if (options.group.empty()) options.group = options.topic_prefix + "-projector";
   impl_->o = std::move(options);
-  impl_->topics = projector_topics(impl_->o.topic_prefix);
 }
 
 KafkaProjector::~KafkaProjector() {
@@ -487,19 +440,22 @@ std::int64_t KafkaProjector::fenced_batches() const {
 
 void KafkaProjector::reset() {
   impl_->consumer.reset();  // leaves the group; the revoke callback clears `owned`
-  impl_->meta.reset();
   impl_->owned.clear();
   impl_->conn.reset();
+  impl_->source_checked = false;  // the read models may have been rebuilt meanwhile
 }
 
 int KafkaProjector::run_once() {
   if (!impl_->consumer) impl_->start();
+  // Polls no longer than the progress interval: the checkpoint moves with the relay's
+  // checkpoint even when this member's partitions get nothing new.
   const auto messages =
-      impl_->consumer->poll(impl_->o.poll_timeout, static_cast<std::size_t>(impl_->o.batch_size));
+      impl_->consumer->poll(std::min(impl_->o.poll_timeout, impl_->o.progress_interval),
+                            static_cast<std::size_t>(impl_->o.batch_size));
   const int n = impl_->apply_messages(messages);
   const auto now = std::chrono::steady_clock::now();
-  if (now >= impl_->next_progress) {
-    impl_->progress();
+  if (n > 0 || now >= impl_->next_progress) {
+    impl_->progress(n > 0);
     impl_->next_progress = now + impl_->o.progress_interval;
   }
   return n;

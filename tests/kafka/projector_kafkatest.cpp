@@ -380,8 +380,8 @@ TEST_F(ProjectorKafkaTest, RefusesReadModelsProjectedFromTheStore) {
 // Two projector processes in one consumer group; one or the other is killed with SIGKILL every
 // few seconds (a batch may be cut anywhere, partitions move at every kill and restart) while
 // commands keep coming and the relay keeps publishing. In the end the read models equal a
-// projection from scratch out of the store. Meanwhile the checkpoint should never cover an event
-// whose effect is not visible (see the known defect below).
+// projection from scratch out of the store. Meanwhile the checkpoint never covers an event whose
+// effect is not visible.
 TEST_F(ProjectorKafkaTest, TwoMembersKilledAgainAndAgainApplyEveryEventOnce) {
   testing::Scenario scenario(*service_, 23);
   scenario.setup();
@@ -479,14 +479,9 @@ TEST_F(ProjectorKafkaTest, TwoMembersKilledAgainAndAgainApplyEveryEventOnce) {
   relay.join();
   checker.join();
   EXPECT_GT(checks.load(), 20);
-  // KNOWN DEFECT (docs/KAFKA.md, "Read your writes"): with members killed and partitions moving,
-  // the Kafka-mode checkpoint has been seen to cover an event whose effect was not visible yet
-  // (a PaymentInitiated, once in several runs under ctest -j2); the final read models are right.
-  // Until it is found, this scenario reports the violations instead of failing on them.
-  if (violations.load() > 0) {
-    std::cerr << "KNOWN DEFECT: the Kafka-mode checkpoint ran ahead " << violations.load()
-              << " times: " << violation << "\n";
-  }
+  EXPECT_EQ(violations.load(), 0) << "the checkpoint covered an event whose effect was not "
+                                     "visible: "
+                                  << violation;
 
   const std::string projected = testing::dump_read_models(*conn_);
   EXPECT_EQ(projected, store_projection());

@@ -15,8 +15,8 @@
 
 #include "shop/command/relay.h"
 #include "shop/events/envelope.h"
-#include "shop/events/types.h"
 #include "shop/events/json.h"
+#include "shop/events/types.h"
 #include "shop/infra/event_store.h"
 #include "shop/infra/kafka.h"
 #include "support/kafka_fixture.h"
@@ -131,14 +131,38 @@ class RelayTest : public ::testing::Test {
     }
     EXPECT_EQ(seen.size(), events.size()) << "events never published";
     EXPECT_EQ(messages.size(), events.size());
+
+    // relay_status names the offset of every partition's last message (what a projector reading
+    // Kafka waits for before it says an event is visible).
+    kafka::PartitionOffsets expected;
+    for (const auto& m : messages) {
+      auto& last = expected[{m.topic, m.partition}];
+      last = std::max(last, m.offset);
+    }
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    const auto r =
+        tx.exec_params("SELECT last_offsets::text FROM relay_status WHERE name = $1", prefix_);
+    ASSERT_EQ(r.size(), 1u);
+    ASSERT_FALSE(r[0][0].is_null());
+    auto stated = kafka::parse_partition_offsets(r[0][0].c_str());
+    std::erase_if(stated, [&](const auto& kv) {
+      for (const auto& category : categories) {
+        if (kv.first.topic == prefix_ + "." + category) return false;
+      }
+      return true;
+    });
+    EXPECT_EQ(stated, expected);
   }
 
   // The last event in the global order, as "tx/position".
   std::string last_event() {
     pqxx::connection c(url_);
     pqxx::work tx(c);
-    return tx.exec("SELECT tx_id::text || '/' || position FROM events "
-                   "ORDER BY events.tx_id DESC, position DESC LIMIT 1")[0][0]
+    return tx
+        .exec(
+            "SELECT tx_id::text || '/' || position FROM events "
+            "ORDER BY events.tx_id DESC, position DESC LIMIT 1")[0][0]
         .c_str();
   }
   // Waits until the relay's status (written after each committed batch) is at or past `last`
@@ -181,9 +205,10 @@ TEST_F(RelayTest, PublishesEveryEventOnceInStreamOrderOnTheTopicOfItsCategory) {
   // The lag is visible in PostgreSQL too.
   pqxx::connection c(url_);
   pqxx::work tx(c);
-  EXPECT_EQ(tx.exec_params("SELECT published_position FROM relay_status WHERE name = $1", prefix_)[0][0]
-                .as<std::int64_t>(),
-            s.store_position);
+  EXPECT_EQ(
+      tx.exec_params("SELECT published_position FROM relay_status WHERE name = $1", prefix_)[0][0]
+          .as<std::int64_t>(),
+      s.store_position);
 }
 
 TEST_F(RelayTest, ANewRelayContinuesFromTheCheckpointCommittedToKafka) {
@@ -197,6 +222,45 @@ TEST_F(RelayTest, ANewRelayContinuesFromTheCheckpointCommittedToKafka) {
   Relay second(options());
   drain(second);
   EXPECT_EQ(second.status().published_events, 30);
+  expect_exactly_once(categories);
+}
+
+// A checkpoint written before checkpoints carried the partitions' last offsets: the relay finds
+// them by reading the topics, and says them in relay_status.
+TEST_F(RelayTest, FindsThePartitionsLastOffsetsWhenItsCheckpointLacksThem) {
+  const std::vector<std::string> categories = {"order", "cart"};
+  append_some(60, categories);
+  infra::GlobalCheckpoint at;
+  std::int64_t published = 0;
+  {
+    Relay first(options());
+    drain(first);
+    at = first.checkpoint();
+    published = first.status().published_position;
+  }
+  {
+    kafka::TransactionalProducer producer(
+        {{"bootstrap.servers", brokers_}, {"transactional.id", prefix_ + "-old-format"}});
+    producer.init_transactions(30s);
+    producer.begin_transaction();
+    producer.produce(prefix_ + "-relay-checkpoints", "relay",
+                     R"({"tx": ")" + at.tx + R"(", "position": )" + std::to_string(at.position) +
+                         R"(, "published_position": )" + std::to_string(published) + "}",
+                     {});
+    producer.commit_transaction(30s);
+  }
+  {
+    pqxx::connection c(url_);
+    pqxx::work tx(c);
+    tx.exec_params("UPDATE relay_status SET last_offsets = NULL WHERE name = $1", prefix_);
+    tx.commit();
+  }
+  Relay second(options());
+  second.start();
+  EXPECT_EQ(second.checkpoint().position, at.position);
+  expect_exactly_once(categories);
+  append_some(20, categories);
+  drain(second);
   expect_exactly_once(categories);
 }
 
@@ -214,18 +278,18 @@ TEST_F(RelayTest, CreatesTopicsWithThePartitionsAskedForAndKeepsEventsForever) {
   EXPECT_EQ(config["retention.bytes"], "-1");
   // An analyst's view: kcat reads the topic from the beginning with the relay's headers.
   std::string out;
-  ASSERT_EQ(testing::run_command("/usr/bin/env",
-                                 {"kcat", "-b", brokers_, "-C", "-t", prefix_ + ".user", "-e", "-q",
-                                  "-f", "%h\\n"},
-                                 {}, out),
+  ASSERT_EQ(testing::run_command(
+                "/usr/bin/env",
+                {"kcat", "-b", brokers_, "-C", "-t", prefix_ + ".user", "-e", "-q", "-f", "%h\\n"},
+                {}, out),
             0)
       << out;
   EXPECT_NE(out.find("event_type=TestHappened"), std::string::npos) << out;
   // And the values: one JSON envelope per message, exactly the stored events of the category.
-  ASSERT_EQ(testing::run_command("/usr/bin/env",
-                                 {"kcat", "-b", brokers_, "-C", "-t", prefix_ + ".user", "-e", "-q",
-                                  "-f", "%s\n"},
-                                 {}, out),
+  ASSERT_EQ(testing::run_command(
+                "/usr/bin/env",
+                {"kcat", "-b", brokers_, "-C", "-t", prefix_ + ".user", "-e", "-q", "-f", "%s\n"},
+                {}, out),
             0)
       << out;
   std::set<std::string> lines;

@@ -8,6 +8,7 @@
 #include <compare>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -34,6 +35,20 @@ struct Error : std::runtime_error {
   bool fatal;
 };
 
+struct TopicPartition {
+  std::string topic;
+  int partition = 0;
+  auto operator<=>(const TopicPartition&) const = default;
+};
+
+// An offset per partition; for the relay's "last offsets", the offset of the last message of each
+// partition written so far.
+using PartitionOffsets = std::map<TopicPartition, std::int64_t>;
+// As JSON, [{"topic": ..., "partition": ..., "offset": ...}, ...] (the relay's checkpoints and
+// relay_status.last_offsets); parse throws on anything else.
+std::string partition_offsets_json(const PartitionOffsets& offsets);
+PartitionOffsets parse_partition_offsets(std::string_view json);
+
 struct TopicSpec {
   std::string name;
   int partitions = 1;
@@ -56,6 +71,12 @@ class TransactionalProducer {
   // Queues one message (waits while the local queue is full). The partition comes from the key.
   void produce(const std::string& topic, std::string_view key, std::string_view value,
                const Headers& headers);
+  // Waits until the broker has acknowledged every message queued so far (throws if it cannot
+  // within `timeout`); their offsets are then in last_offsets().
+  void flush(std::chrono::milliseconds timeout);
+  // For each partition written in the current transaction, the offset of its last message the
+  // broker has acknowledged so far. Emptied by begin_transaction().
+  const PartitionOffsets& last_offsets() const;
   void commit_transaction(std::chrono::milliseconds timeout);
   void abort_transaction(std::chrono::milliseconds timeout);
 
@@ -122,12 +143,6 @@ class Consumer {
 void read_to_end(Consumer& consumer, const std::vector<TopicPartitionOffset>& partitions,
                  const std::function<void(const Message&)>& on_message,
                  std::chrono::milliseconds timeout);
-
-struct TopicPartition {
-  std::string topic;
-  int partition = 0;
-  auto operator<=>(const TopicPartition&) const = default;
-};
 
 // A member of a consumer group: Kafka shares the partitions of the subscribed topics among the
 // members and moves them when members come and go (a rebalance). Where each partition is read

@@ -9,10 +9,13 @@
 // assignment the offsets are loaded from PostgreSQL and reading starts there (at the beginning
 // when none is stored); offsets committed to Kafka are for monitoring only.
 //
-// Read-your-writes: there is no single global order in Kafka. Each partition records a place in
-// the store's global order (the relay's checkpoint, from relay_status) up to which all of its
-// events are applied; the least of these over every partition of every topic is written as the
-// read models' checkpoint in rm_checkpoints, the row the query API reads for X-Min-Position.
+// Read-your-writes: there is no single global order in Kafka. After each Kafka transaction the
+// relay writes to relay_status its checkpoint R (a place in the store's global order) with the
+// offset of the last message of every partition as of R. A partition is applied up to R once
+// its message at that offset is applied; each partition's place is kept in rm_kafka_offsets, and
+// the least of them over the partitions that hold messages is written as the read models'
+// checkpoint in rm_checkpoints, the row the query API reads for X-Min-Position. Places are
+// brought forward after every batch, and every progress_interval while idle.
 #pragma once
 
 #include <atomic>
@@ -35,9 +38,9 @@ struct KafkaOptions {
   std::string group;                  // KAFKA_CONSUMER_GROUP; default <prefix>-projector
   int batch_size = 1000;              // messages per transaction, at most
   std::chrono::milliseconds poll_timeout{100};
-  // How often the partitions' places in the global order (and so the checkpoint the query API
-  // waits on) are brought forward.
-  std::chrono::milliseconds progress_interval{50};
+  // How often, while no message comes, the partitions' places in the global order (and so the
+  // checkpoint the query API waits on) are brought forward; also the longest poll.
+  std::chrono::milliseconds progress_interval{10};
   std::chrono::milliseconds session_timeout{10000};  // a killed member's partitions move after it
   std::chrono::milliseconds kafka_timeout{10000};
   infra::kafka::Properties extra;  // more librdkafka settings
