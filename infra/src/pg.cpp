@@ -433,6 +433,15 @@ $fn$;
 -- of a partition up to the checkpoint once it has applied that offset.
 ALTER TABLE relay_status ADD COLUMN last_offsets jsonb;
 )SQL"},
+    {9, "as-of views: payments by order, product names and prices", R"SQL(
+-- The query API's as-of views fold streams from the events. An order's payments are found by the
+-- order id that every payment event carries; a product's name and price changes without reading
+-- its stock movements (the bulk of its stream). Both indexes hold only the events they serve.
+CREATE INDEX events_payment_order ON events ((data->>'order_id'), position)
+  WHERE stream_id LIKE 'payment-%';
+CREATE INDEX events_product_catalog ON events (stream_id, position)
+  WHERE type IN ('ProductCreated', 'ProductUpdated');
+)SQL"},
 };
 }  // namespace
 

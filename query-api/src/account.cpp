@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <pqxx/pqxx>
 
+#include "as_of.h"
 #include "context.h"
 #include "handlers.h"
 #include "params.h"
@@ -405,6 +406,10 @@ void add_account_routes(http::Router& router, Context& ctx) {
   router.add("GET", "/api/cart", [&ctx](http::Request& req) {
     const auto caller = ctx.auth.require(req);
     const auto user_id = to_lower(caller.user_id);
+    // As of an earlier moment: folded from the event store, so no read model to wait for.
+    if (const auto as_of = as_of_param(req)) {
+      return private_response(http::json(200, render_cart_as_of(ctx, user_id, *as_of)));
+    }
     return private_response(ctx.read(req, nullptr, [&] { return render_cart(ctx, user_id); }));
   });
   router.add("GET", "/api/orders", [&ctx](http::Request& req) {
@@ -415,9 +420,13 @@ void add_account_routes(http::Router& router, Context& ctx) {
   });
   router.add("GET", "/api/orders/{id}", [&ctx](http::Request& req) {
     const auto caller = ctx.auth.require(req);
+    const auto as_of = as_of_param(req);
     const std::string& id = req.params.at("id");
     if (!is_uuid(id)) throw not_found("order");
     const auto order_id = to_lower(id);
+    if (as_of) {
+      return private_response(http::json(200, render_order_as_of(ctx, caller, order_id, *as_of)));
+    }
     return private_response(
         ctx.read(req, nullptr, [&] { return render_order(ctx, caller, order_id); }));
   });
