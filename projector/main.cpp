@@ -1,13 +1,15 @@
 // projector: keeps the read models up to date, from the event store's global order (the
 // embedded default) or, when KAFKA_BROKERS is set, from the relay's Kafka topics as a member of
-// a consumer group.
+// a consumer group. Beside that, it runs the rebuilds of the read models asked for over the API.
 #include <csignal>
+#include <thread>
 
 #include "shop/infra/config.h"
 #include "shop/infra/log.h"
 #include "shop/infra/pg.h"
 #include "shop/projector/kafka_projector.h"
 #include "shop/projector/projector.h"
+#include "shop/projector/rebuild.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -26,6 +28,16 @@ int main() {
     const auto url = config.require("DATABASE_URL");
     infra::wait_for_database(url, 30);
     infra::migrate(url);
+    // Rebuilds asked for over the API (POST /api/admin/projections/{name}/rebuild) run on a
+    // second thread, beside the live projection.
+    std::thread rebuilds([&url] { projector::serve_rebuild_requests(url, g_stop); });
+    struct Join {
+      std::thread& thread;
+      ~Join() {
+        g_stop = true;
+        thread.join();
+      }
+    } join_rebuilds{rebuilds};
     const int batch_size = config.get_int("PROJECTOR_BATCH_SIZE", 1000);
     if (const auto brokers = config.get("KAFKA_BROKERS"); brokers && !brokers->empty()) {
       projector::KafkaOptions o;

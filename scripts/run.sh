@@ -387,8 +387,8 @@ PREVIOUS=store # data from before this marker existed was always projected from 
 [ -f "$RUNDIR/projector-source" ] && PREVIOUS=$(cat "$RUNDIR/projector-source")
 if [ "$PREVIOUS" != "$SOURCE" ]; then
   echo "  the projector's source changes ($PREVIOUS -> $SOURCE): the read models are rebuilt"
-  bash "$ROOT/scripts/pg.sh" psql-local "$PGDIR" -q -d shop -c "TRUNCATE rm_users, rm_categories,
-    rm_products, rm_cart_items, rm_orders, rm_payments, rm_checkpoints, rm_kafka_offsets" 9>&-
+  bash "$ROOT/scripts/pg.sh" psql-local "$PGDIR" -q -d shop \
+    -o /dev/null -c "SELECT projection_reset('read_models')" 9>&-
 fi
 echo "$SOURCE" >"$RUNDIR/projector-source"
 

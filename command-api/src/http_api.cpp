@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <pqxx/pqxx>
 
 #include "shop/infra/log.h"
 #include "shop/infra/pg.h"
@@ -106,6 +107,11 @@ class Out {
   Out& i(const char* k, std::int64_t v) {
     w_.Key(k);
     w_.Int64(v);
+    return *this;
+  }
+  Out& b(const char* k, bool v) {
+    w_.Key(k);
+    w_.Bool(v);
     return *this;
   }
   Out& n(const char* k) {
@@ -238,6 +244,56 @@ CommandApi::CommandApi(CommandService& service, const infra::Authenticator& auth
         .i("version", w.version)
         .i("position", w.position)
         .done(200);
+  });
+
+  // ---- projections (admin): a rebuild of a projection's read models, run by a projector
+  // process beside the live version (projector/include/shop/projector/rebuild.h); its progress
+  // is on the query API's GET /api/admin/projections/{name}.
+  r.add("POST", "/api/admin/projections/{name}/rebuild", [this](Request& req) {
+    auto p = auth_.require(req);
+    infra::Authenticator::require_role(p, {"admin"});
+    const std::string& name = req.params.at("name");
+    auto b = body(req, "rebuild_projection", true);
+    const bool verify = json::get_bool(b, "verify"), force = json::get_bool(b, "force");
+    if (!options_.registry) throw Error(503, "unavailable", "rebuilds cannot be asked for here");
+    infra::RebuildRequest outcome{};
+    try {
+      auto lease = options_.registry->acquire();
+      pqxx::work tx(*lease);
+      outcome = infra::request_rebuild(tx, name, verify, force);
+      tx.commit();
+    } catch (const pqxx::failure& e) {
+      log::warn("rebuild request for {}: {}", name, e.what());
+      Error unavailable(503, "unavailable", "the database is unavailable, try again shortly");
+      unavailable.headers.emplace_back("Retry-After", "1");
+      throw unavailable;
+    }
+    switch (outcome) {
+      case infra::RebuildRequest::unknown:
+        throw Error(404, "not_found", "projection not found");
+      case infra::RebuildRequest::running:
+        throw Error(409, "rebuild_running",
+                    "a rebuild of this projection is requested or running already; see GET "
+                    "/api/admin/projections/" +
+                        name + " on the query API");
+      case infra::RebuildRequest::kafka:
+        throw Error(409, "projected_from_kafka",
+                    "the live read models are projected from Kafka: a version built from the "
+                    "store cannot know where the consumer group would continue (see "
+                    "docs/KAFKA.md, Switching source)");
+      case infra::RebuildRequest::accepted:
+        break;
+    }
+    const std::string status = "/api/admin/projections/" + name;
+    Response res = Out()
+                       .s("projection", name)
+                       .s("state", "requested")
+                       .b("verify", verify)
+                       .b("force", force)
+                       .s("status", status)
+                       .done(202);
+    res.with_header("Location", status);
+    return res;
   });
 
   // ---- cart (signed-in customer; every cart is the caller's own)
@@ -379,7 +435,7 @@ struct CommandApp::Impl {
                                    config.get_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600)}),
         api(service, auth,
             ApiOptions{config.require("PAYMENT_WEBHOOK_SECRET"),
-                       config.get_or("STORE_CURRENCY", "USD")}) {
+                       config.get_or("STORE_CURRENCY", "USD"), &pool}) {
     options.host = config.get_or("COMMAND_API_HOST", "127.0.0.1");
     options.port = static_cast<unsigned short>(config.get_int("COMMAND_API_PORT", 8080));
     options.threads = threads;

@@ -186,7 +186,12 @@ struct Relay::Impl {
                                   {"transactional.id", o.transactional_id},
                                   {"enable.idempotence", "true"},
                                   {"acks", "all"},
-                                  {"linger.ms", "5"},
+                                  // Each batch is flushed whole before its checkpoint: waiting
+                                  // for more messages only delays small batches.
+                                  {"linger.ms", "1"},
+                                  // Small requests (a lone event, the transaction's end) go out
+                                  // at once instead of waiting for the previous one's ack.
+                                  {"socket.nagle.disable", "true"},
                                   {"compression.type", "lz4"},
                                   // The partition of a key is the one Java clients choose.
                                   {"partitioner", "murmur2_random"},

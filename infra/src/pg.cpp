@@ -1,10 +1,12 @@
 #include "shop/infra/pg.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "shop/events/json.h"
 #include "shop/infra/log.h"
 
 namespace shop::infra {
@@ -427,6 +429,79 @@ BEGIN
 END
 $fn$;
 )SQL"},
+    {7, "versioned read models", R"SQL(
+-- Each version of the read models lives in a schema of its own, so that a new version can be
+-- built beside the live one (which keeps serving and projecting) and replace it in one
+-- transaction. The tables as they are become version 1; public keeps one view per table onto the
+-- live version, so every reader that says rm_products keeps working.
+CREATE SCHEMA rm_v1;
+ALTER TABLE rm_users SET SCHEMA rm_v1;
+ALTER TABLE rm_categories SET SCHEMA rm_v1;
+ALTER TABLE rm_products SET SCHEMA rm_v1;
+ALTER TABLE rm_cart_items SET SCHEMA rm_v1;
+ALTER TABLE rm_orders SET SCHEMA rm_v1;
+ALTER TABLE rm_payments SET SCHEMA rm_v1;
+ALTER TABLE rm_checkpoints SET SCHEMA rm_v1;
+ALTER TABLE rm_kafka_offsets SET SCHEMA rm_v1;
+
+CREATE VIEW public.rm_users AS SELECT * FROM rm_v1.rm_users;
+CREATE VIEW public.rm_categories AS SELECT * FROM rm_v1.rm_categories;
+CREATE VIEW public.rm_products AS SELECT * FROM rm_v1.rm_products;
+CREATE VIEW public.rm_cart_items AS SELECT * FROM rm_v1.rm_cart_items;
+CREATE VIEW public.rm_orders AS SELECT * FROM rm_v1.rm_orders;
+CREATE VIEW public.rm_payments AS SELECT * FROM rm_v1.rm_payments;
+CREATE VIEW public.rm_checkpoints AS SELECT * FROM rm_v1.rm_checkpoints;
+CREATE VIEW public.rm_kafka_offsets AS SELECT * FROM rm_v1.rm_kafka_offsets;
+
+-- The projections and their versions: the live one (schema <schema_prefix><live_version>, which
+-- the views show) and the one being built, if any, with the rebuild's progress for status pages.
+-- state: live; requested (a rebuild was asked for over the API, no process has taken it up yet);
+-- rebuilding (a new version exists beside the live one: being built, or interrupted).
+CREATE TABLE projections (
+  name              text PRIMARY KEY,
+  schema_prefix     text NOT NULL UNIQUE,
+  live_version      int NOT NULL,
+  building_version  int,
+  state             text NOT NULL DEFAULT 'live'
+                      CHECK (state IN ('live', 'requested', 'rebuilding')),
+  requested_at      timestamptz,
+  -- The options of the rebuild asked for ({"verify": bool, "force": bool}) and who runs it:
+  -- 'service' (a projector process, on a request over the API) or 'shopctl'.
+  request           jsonb,
+  runner            text,
+  started_at        timestamptz,
+  rebuild_position  bigint NOT NULL DEFAULT 0,
+  rebuild_head      bigint NOT NULL DEFAULT 0,
+  events_per_second double precision NOT NULL DEFAULT 0,
+  eta_seconds       double precision,
+  last_rebuild_at   timestamptz,
+  last_error        text,
+  updated_at        timestamptz NOT NULL DEFAULT now(),
+  CHECK ((state = 'rebuilding') = (building_version IS NOT NULL))
+);
+INSERT INTO projections (name, schema_prefix, live_version) VALUES ('read_models', 'rm_v', 1);
+
+-- Empties every table of a projection's live version (its checkpoint included): the projector
+-- then starts again from the first event. TRUNCATE does not take views; this replaces it (stop
+-- the projectors first, as for any rebuild from scratch).
+CREATE FUNCTION projection_reset(p_name text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_schema text;
+  v_tables text;
+BEGIN
+  SELECT schema_prefix || live_version INTO v_schema FROM projections WHERE name = p_name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no projection named %', p_name USING ERRCODE = 'SH003';
+  END IF;
+  SELECT string_agg(format('%I.%I', schemaname, tablename), ', ' ORDER BY tablename)
+    INTO v_tables FROM pg_tables WHERE schemaname = v_schema;
+  IF v_tables IS NOT NULL THEN
+    EXECUTE 'TRUNCATE ' || v_tables;
+  END IF;
+END
+$fn$;
+)SQL"},
     {8, "relay status: last offset of each partition", R"SQL(
 -- The offset of the last message of each partition as of the relay's checkpoint
 -- ([{"topic", "partition", "offset"}, ...]): a projector reading Kafka has applied every event
@@ -477,6 +552,324 @@ void migrate(const std::string& database_url) {
   }
   pqxx::nontransaction tx(c);
   tx.exec("SELECT pg_advisory_unlock(7340912)");
+}
+
+namespace {
+
+// The read models' tables as the migrations above leave them, in the schema written @S@.
+constexpr const char* kReadModelTables = R"SQL(
+CREATE TABLE @S@.rm_checkpoints (
+  name          text PRIMARY KEY,
+  last_tx       xid8 NOT NULL,
+  last_position bigint NOT NULL,
+  max_position  bigint NOT NULL,
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE @S@.rm_categories (
+  id         uuid PRIMARY KEY,
+  name       text NOT NULL,
+  parent_id  uuid,
+  created_at timestamptz NOT NULL
+);
+
+CREATE TABLE @S@.rm_products (
+  id             uuid PRIMARY KEY,
+  name           text NOT NULL,
+  description    text NOT NULL,
+  sku            text NOT NULL,
+  category_id    uuid NOT NULL,
+  price          bigint NOT NULL,
+  stock          bigint NOT NULL,
+  discontinued   boolean NOT NULL DEFAULT false,
+  created_at     timestamptz NOT NULL,
+  updated_at     timestamptz NOT NULL,
+  search         tsvector GENERATED ALWAYS AS
+                   (to_tsvector('simple', name || ' ' || sku || ' ' || description)) STORED,
+  name_position  bigint NOT NULL DEFAULT 0,
+  price_position bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX rm_products_price ON @S@.rm_products (price, id) WHERE NOT discontinued;
+CREATE INDEX rm_products_name ON @S@.rm_products (name, id) WHERE NOT discontinued;
+CREATE INDEX rm_products_created ON @S@.rm_products (created_at, id) WHERE NOT discontinued;
+CREATE INDEX rm_products_category ON @S@.rm_products (category_id) WHERE NOT discontinued;
+CREATE INDEX rm_products_search ON @S@.rm_products USING gin (search);
+
+CREATE TABLE @S@.rm_users (
+  id         uuid PRIMARY KEY,
+  email      text NOT NULL,
+  name       text NOT NULL,
+  roles      text[] NOT NULL,
+  created_at timestamptz NOT NULL
+);
+
+CREATE TABLE @S@.rm_cart_items (
+  user_id        uuid NOT NULL,
+  product_id     uuid NOT NULL,
+  name           text NOT NULL,
+  unit_price     bigint NOT NULL,
+  quantity       bigint NOT NULL,
+  added_at       timestamptz NOT NULL,
+  name_position  bigint NOT NULL DEFAULT 0,
+  price_position bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (user_id, product_id)
+);
+
+CREATE TABLE @S@.rm_orders (
+  id               uuid PRIMARY KEY,
+  order_number     text NOT NULL,
+  user_id          uuid NOT NULL,
+  status           text NOT NULL,
+  total            bigint NOT NULL,
+  currency         text NOT NULL,
+  items            jsonb NOT NULL,
+  status_history   jsonb NOT NULL,
+  payment          jsonb,
+  shipment         jsonb,
+  created_at       timestamptz NOT NULL,
+  updated_at       timestamptz NOT NULL,
+  updated_position bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX rm_orders_user ON @S@.rm_orders (user_id, created_at DESC, id DESC);
+CREATE INDEX rm_orders_all ON @S@.rm_orders (created_at DESC, id DESC);
+
+CREATE TABLE @S@.rm_payments (
+  payment_id         uuid PRIMARY KEY,
+  order_id           uuid NOT NULL,
+  user_id            uuid NOT NULL,
+  status             text NOT NULL,
+  amount             bigint NOT NULL,
+  currency           text NOT NULL,
+  provider           text NOT NULL,
+  initiated_position bigint NOT NULL,
+  updated_position   bigint NOT NULL,
+  created_at         timestamptz NOT NULL,
+  updated_at         timestamptz NOT NULL
+);
+CREATE INDEX rm_payments_order ON @S@.rm_payments (order_id, initiated_position DESC);
+
+CREATE TABLE @S@.rm_kafka_offsets (
+  consumer_group       text NOT NULL,
+  topic                text NOT NULL,
+  partition            int NOT NULL,
+  next_offset          bigint,
+  covered_tx           xid8 NOT NULL DEFAULT '0',
+  covered_position     bigint NOT NULL DEFAULT 0,
+  covered_max_position bigint NOT NULL DEFAULT 0,
+  updated_at           timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer_group, topic, partition)
+);
+)SQL";
+
+std::string utc_text(const std::string& column) {
+  return "to_char(" + column + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+}
+
+std::optional<std::string> opt_text(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return std::string(f.c_str(), f.size());
+}
+
+}  // namespace
+
+const std::vector<std::string>& read_model_tables() {
+  static const std::vector<std::string> tables = {
+      "rm_users",  "rm_categories", "rm_products",    "rm_cart_items",
+      "rm_orders", "rm_payments",   "rm_checkpoints", "rm_kafka_offsets"};
+  return tables;
+}
+
+void create_read_model_tables(pqxx::transaction_base& tx, const std::string& schema) {
+  const std::string quoted = tx.quote_name(schema);
+  std::string sql = kReadModelTables;
+  for (std::size_t at = sql.find("@S@"); at != std::string::npos; at = sql.find("@S@", at)) {
+    sql.replace(at, 3, quoted);
+    at += quoted.size();
+  }
+  tx.exec("CREATE SCHEMA IF NOT EXISTS " + quoted);
+  tx.exec(sql);
+}
+
+bool projected_from_kafka(pqxx::transaction_base& tx, const std::string& schema) {
+  const auto table = tx.exec_params("SELECT to_regclass($1) IS NOT NULL",
+                                    tx.quote_name(schema) + ".rm_kafka_offsets");
+  return table[0][0].as<bool>() &&
+         !tx.exec("SELECT 1 FROM " + tx.quote_name(schema) + ".rm_kafka_offsets LIMIT 1").empty();
+}
+
+std::vector<ProjectionStatus> projection_status(pqxx::transaction_base& tx) {
+  // Whether a process holds the projection's rebuild lock (projector/src/rebuild.cpp).
+  const auto rows = tx.exec(
+      "SELECT p.name, p.schema_prefix || p.live_version, p.live_version, p.building_version, "
+      "       p.state, p.rebuild_position, p.rebuild_head, p.events_per_second, p.eta_seconds, " +
+      utc_text("p.requested_at") + ", " + utc_text("p.started_at") + ", " +
+      utc_text("p.last_rebuild_at") + ", p.last_error, " + utc_text("p.updated_at") +
+      ", EXISTS (SELECT 1 FROM pg_locks l"
+      "           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " +
+      std::to_string(kRebuildLockClass) +
+      "             AND l.objid = hashtext(p.name)::oid AND l.objsubid = 2"
+      "             AND l.database = (SELECT oid FROM pg_database"
+      "                                WHERE datname = current_database()))"
+      "  FROM projections p ORDER BY p.name");
+  std::vector<ProjectionStatus> out;
+  for (const auto& r : rows) {
+    ProjectionStatus s;
+    s.name = r[0].c_str();
+    s.live_schema = r[1].c_str();
+    s.live_version = r[2].as<int>();
+    if (!r[3].is_null()) s.building_version = r[3].as<int>();
+    s.state = r[4].c_str();
+    s.rebuild_position = r[5].as<std::int64_t>();
+    s.rebuild_head = r[6].as<std::int64_t>();
+    s.rebuild_events_per_second = r[7].as<double>();
+    if (!r[8].is_null()) s.rebuild_eta_seconds = r[8].as<double>();
+    s.requested_at = opt_text(r[9]);
+    s.rebuild_started_at = opt_text(r[10]);
+    s.last_rebuild_at = opt_text(r[11]);
+    s.last_error = opt_text(r[12]);
+    s.updated_at = r[13].c_str();
+    s.rebuild_running = r[14].as<bool>();
+    if (s.rebuild_head > 0) {
+      s.rebuild_percent = std::min(100.0, 100.0 * static_cast<double>(s.rebuild_position) /
+                                              static_cast<double>(s.rebuild_head));
+    }
+    // The live version's place, and what the store holds beyond it: the events after the
+    // checkpoint in the global order, and the age of the first of them.
+    const std::string schema = tx.quote_name(s.live_schema);
+    const auto live = tx.exec_params(
+        "SELECT c.max_position,"
+        "       (SELECT count(*) FROM events e"
+        "         WHERE c.last_tx IS NULL"
+        "            OR (e.tx_id >= c.last_tx AND (e.tx_id > c.last_tx"
+        "                                          OR e.position > c.last_position))),"
+        "       (SELECT greatest(0, extract(epoch FROM now() - e.occurred_at))::float8"
+        "          FROM events e"
+        "         WHERE c.last_tx IS NULL"
+        "            OR (e.tx_id >= c.last_tx AND (e.tx_id > c.last_tx"
+        "                                          OR e.position > c.last_position))"
+        "         ORDER BY e.tx_id, e.position LIMIT 1)"
+        "  FROM (SELECT 1) one LEFT JOIN " +
+            schema + ".rm_checkpoints c ON c.name = $1",
+        s.name);
+    if (!live.empty()) {
+      const auto& l = live[0];
+      s.position = l[0].is_null() ? 0 : l[0].as<std::int64_t>();
+      s.lag_events = l[1].as<std::int64_t>();
+      s.lag_seconds = l[2].is_null() ? 0 : l[2].as<double>();
+    }
+    s.kafka = projected_from_kafka(tx, s.live_schema);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+namespace {
+
+void write_status(json::Writer& w, const ProjectionStatus& p) {
+  auto text = [&](const char* key, const std::optional<std::string>& v) {
+    w.Key(key);
+    if (v) {
+      w.String(*v);
+    } else {
+      w.Null();
+    }
+  };
+  w.StartObject();
+  w.Key("name");
+  w.String(p.name);
+  w.Key("live_version");
+  w.Int(p.live_version);
+  w.Key("state");
+  w.String(p.state);
+  w.Key("source");
+  w.String(p.kafka ? "kafka" : "store");
+  w.Key("position");
+  w.Int64(p.position);
+  w.Key("lag_events");
+  w.Int64(p.lag_events);
+  w.Key("lag_seconds");
+  w.Double(p.lag_seconds);
+  w.Key("rebuild");
+  if (p.building_version) {
+    w.StartObject();
+    w.Key("version");
+    w.Int(*p.building_version);
+    w.Key("running");
+    w.Bool(p.rebuild_running);
+    w.Key("position");
+    w.Int64(p.rebuild_position);
+    w.Key("head");
+    w.Int64(p.rebuild_head);
+    w.Key("percent");
+    w.Double(p.rebuild_percent);
+    w.Key("events_per_second");
+    w.Double(p.rebuild_events_per_second);
+    w.Key("eta_seconds");
+    if (p.rebuild_eta_seconds) {
+      w.Double(*p.rebuild_eta_seconds);
+    } else {
+      w.Null();
+    }
+    text("started_at", p.rebuild_started_at);
+    w.EndObject();
+  } else {
+    w.Null();
+  }
+  text("requested_at", p.requested_at);
+  text("last_rebuild_at", p.last_rebuild_at);
+  text("last_error", p.last_error);
+  w.Key("updated_at");
+  w.String(p.updated_at);
+  w.EndObject();
+}
+
+}  // namespace
+
+std::string projection_status_json(const ProjectionStatus& projection) {
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  write_status(w, projection);
+  return {buf.GetString(), buf.GetSize()};
+}
+
+std::string projection_status_json(const std::vector<ProjectionStatus>& projections) {
+  rapidjson::StringBuffer buf;
+  json::Writer w(buf);
+  w.StartObject();
+  w.Key("items");
+  w.StartArray();
+  for (const auto& p : projections) write_status(w, p);
+  w.EndArray();
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+RebuildRequest request_rebuild(pqxx::transaction_base& tx, const std::string& name, bool verify,
+                               bool force) {
+  const auto row = tx.exec_params(
+      "SELECT schema_prefix || live_version, state,"
+      "       EXISTS (SELECT 1 FROM pg_locks l"
+      "                WHERE l.locktype = 'advisory' AND l.granted AND l.classid = " +
+          std::to_string(kRebuildLockClass) +
+          "                  AND l.objid = hashtext(name)::oid AND l.objsubid = 2"
+          "                  AND l.database = (SELECT oid FROM pg_database"
+          "                                     WHERE datname = current_database()))"
+          "  FROM projections WHERE name = $1 FOR UPDATE",
+      name);
+  if (row.empty()) return RebuildRequest::unknown;
+  const std::string live_schema = row[0][0].c_str();
+  const std::string state = row[0][1].c_str();
+  if (state == "requested" || (state == "rebuilding" && row[0][2].as<bool>())) {
+    return RebuildRequest::running;
+  }
+  if (projected_from_kafka(tx, live_schema)) return RebuildRequest::kafka;
+  // An interrupted rebuild (a new version exists, nobody builds it) is taken up where it stopped.
+  tx.exec_params(
+      "UPDATE projections SET state = CASE WHEN state = 'rebuilding' THEN state ELSE 'requested' "
+      "END, requested_at = now(), request = jsonb_build_object('verify', $2::boolean, 'force', "
+      "$3::boolean), runner = 'service', last_error = NULL, updated_at = now() WHERE name = $1",
+      name, verify, force);
+  return RebuildRequest::accepted;
 }
 
 }  // namespace shop::infra

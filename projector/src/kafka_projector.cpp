@@ -161,9 +161,15 @@ struct KafkaProjector::Impl {
       pqxx::nontransaction(*conn).exec("SET TIME ZONE 'UTC'");
       prepare_statements(*conn);
       for (const auto& [name, sql] : kKafkaStatements) conn->prepare(name, sql);
+      // The live version of the read models for the connection's life; every batch checks that
+      // it is still live (a rebuild may have switched: then everything starts over).
+      pqxx::work tx(*conn);
+      live_schema = use_live_version(tx, true);
+      tx.commit();
     }
     return *conn;
   }
+  std::string live_schema;
 
   // Read models built from the store (or by another consumer group) have their places
   // elsewhere: continuing them from Kafka offsets would apply events twice.
@@ -194,6 +200,9 @@ struct KafkaProjector::Impl {
         {"session.timeout.ms", std::to_string(o.session_timeout.count())},
         {"heartbeat.interval.ms",
          std::to_string(std::max<long long>(o.session_timeout.count() / 4, 100))},
+        // Fetch requests go out at once (latency of read-your-writes), not after the previous
+        // segment's ack.
+        {"socket.nagle.disable", "true"},
         // New topics (the relay creates them with their first event) are found this often.
         {"topic.metadata.refresh.interval.ms", "2000"},
     };
@@ -298,6 +307,7 @@ struct KafkaProjector::Impl {
     for (int attempt = 1;; ++attempt) {
       try {
         pqxx::work tx(connection());
+        lock_live_version(tx, live_schema);
         apply_batch(tx, batch);
         std::vector<TopicPartition> moved;
         for (const auto& [tp, offset] : next) {

@@ -145,6 +145,14 @@ WHERE o.id = $1::uuid)SQL"},
     // batch twice. An advisory lock takes no transaction id, so it does not hold back the
     // reader's horizon.
     {"rm_projector_lock", "SELECT pg_advisory_xact_lock(2, hashtext('read_models'))"},
+    // Projectors reading Kafka (several at once) take it shared.
+    {"rm_projector_lock_shared", "SELECT pg_advisory_xact_lock_shared(2, hashtext('read_models'))"},
+    // The live version's schema first on the search path (then public, where the events are),
+    // for the transaction ($2 false) or the session ($2 true).
+    {"rm_use_live", R"SQL(
+SELECT set_config('search_path', quote_ident(schema_prefix || live_version) || ', public', NOT $2),
+       schema_prefix || live_version
+  FROM public.projections WHERE name = $1)SQL"},
     {"rm_checkpoint_load",
      "SELECT last_tx::text, last_position FROM rm_checkpoints WHERE name = $1"},
     {"rm_checkpoint_save", R"SQL(
@@ -308,6 +316,25 @@ void prepare_statements(pqxx::connection_base& c) {
   for (const auto& [name, sql] : kStatements) c.prepare(name, sql);
 }
 
+std::string use_live_version(pqxx::transaction_base& tx, bool session) {
+  auto r = tx.exec_prepared("rm_use_live", kCheckpointName, session);
+  if (r.empty()) {
+    throw std::runtime_error(std::string("the projection ") + kCheckpointName +
+                             " is not registered (are the migrations applied?)");
+  }
+  return r[0][1].c_str();
+}
+
+void lock_live_version(pqxx::transaction_base& tx, const std::string& schema) {
+  tx.exec_prepared("rm_projector_lock_shared");
+  const auto r = tx.exec_prepared("rm_use_live", kCheckpointName, false);
+  if (r.empty() || r[0][1].c_str() != schema) {
+    throw VersionSwitched("the read models now live in " +
+                          (r.empty() ? std::string("no schema") : std::string(r[0][1].c_str())) +
+                          ", not " + schema + " (rebuilt)");
+  }
+}
+
 void apply_batch(pqxx::transaction_base& tx, const std::vector<events::RecordedEvent>& events) {
   std::vector<ev::Event> decoded;
   decoded.reserve(events.size());
@@ -365,6 +392,7 @@ Projector::~Projector() = default;
 
 infra::GlobalCheckpoint Projector::checkpoint() {
   pqxx::work tx(impl_->connection());
+  use_live_version(tx);
   auto r = tx.exec_prepared("rm_checkpoint_load", kCheckpointName);
   infra::GlobalCheckpoint cp;
   if (!r.empty()) {
@@ -377,6 +405,8 @@ infra::GlobalCheckpoint Projector::checkpoint() {
 int Projector::run_once() {
   pqxx::work tx(impl_->connection());
   tx.exec_prepared("rm_projector_lock");
+  // Under the lock: a rebuild switches versions holding it, so this one stays live until commit.
+  use_live_version(tx);
   Impl::check_source(tx);
   // Read first, while this transaction has written nothing (it has no transaction id yet, so it
   // does not hold back its own snapshot's horizon).

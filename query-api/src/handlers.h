@@ -11,6 +11,9 @@ void add_catalog_routes(http::Router& router, Context& ctx);
 // GET /api/cart, /api/orders, /api/orders/{id}, /api/users/me (signed in) and
 // /api/admin/orders (admin or staff): read straight from the tables.
 void add_account_routes(http::Router& router, Context& ctx);
+// GET /api/admin/projections and /api/admin/projections/{name} (admin or staff): each
+// projection's version, place, lag and rebuild.
+void add_admin_routes(http::Router& router, Context& ctx);
 // GET /api/schemas/events: the event types and their JSON Schemas; public, static.
 void add_schema_routes(http::Router& router);
 

@@ -6,6 +6,7 @@
 namespace shop::query {
 
 bool Checkpoint::at_or_after(const Checkpoint& other) const {
+  if (version != other.version) return version > other.version;
   if (!other.exists) return true;
   if (!exists) return false;
   if (tx != other.tx) return tx > other.tx;

@@ -11,23 +11,28 @@ namespace shop::query {
 
 namespace {
 
-// The projector's one checkpoint row.
+// The projector's one checkpoint row, with the live version it belongs to (read in one
+// statement: a rebuild switches the views and the registry in one transaction).
 const Statement kReadCheckpoint{"q_checkpoint", R"SQL(
-SELECT last_tx::text, last_position, max_position
-  FROM rm_checkpoints
- WHERE name = 'read_models')SQL"};
+SELECT c.last_tx::text, c.last_position, c.max_position, p.live_version
+  FROM projections p
+  LEFT JOIN rm_checkpoints c ON c.name = p.name
+ WHERE p.name = 'read_models')SQL"};
 
 // The checkpoint and whether event $1 is covered by it (see ReadDb::check_projected).
 const Statement kCheckProjected{"q_check_projected", R"SQL(
-SELECT c.last_tx::text, c.last_position, c.max_position,
+SELECT c.last_tx::text, c.last_position, c.max_position, p.live_version,
        CASE WHEN e.position IS NULL THEN $1::bigint <= c.max_position
             ELSE (e.tx_id, e.position) <= (c.last_tx, c.last_position) END
-  FROM rm_checkpoints c
+  FROM projections p
+  JOIN rm_checkpoints c ON c.name = p.name
   LEFT JOIN events e ON e.position = $1::bigint
- WHERE c.name = 'read_models')SQL"};
+ WHERE p.name = 'read_models')SQL"};
 
 Checkpoint checkpoint_from_row(const pqxx::row& row) {
   Checkpoint c;
+  c.version = row[3].as<int>();
+  if (row[0].is_null()) return c;
   c.exists = true;
   const std::string_view tx(row[0].c_str(), row[0].size());
   std::from_chars(tx.data(), tx.data() + tx.size(), c.tx);
@@ -100,7 +105,7 @@ ReadDb::Projection ReadDb::check_projected(std::int64_t position) {
     Projection out;
     if (rows.empty()) return out;
     out.checkpoint = checkpoint_from_row(rows[0]);
-    out.projected = rows[0][3].as<bool>();
+    out.projected = rows[0][4].as<bool>();
     return out;
   });
 }

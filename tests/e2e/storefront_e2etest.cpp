@@ -571,9 +571,7 @@ TEST_F(StorefrontE2E, ProjectorKilledMidStreamLosesAndDuplicatesNothing) {
   stack_->projector().terminate();
   {
     pqxx::work tx(conn);
-    tx.exec(
-        "TRUNCATE rm_products, rm_orders, rm_cart_items, rm_users, rm_categories, "
-        "rm_checkpoints");
+    tx.exec("SELECT projection_reset('read_models')");
     tx.commit();
   }
   stack_->start_projector();

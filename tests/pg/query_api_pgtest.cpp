@@ -62,8 +62,7 @@ class QueryApiTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    exec("TRUNCATE rm_checkpoints, rm_categories, rm_products, rm_users, rm_cart_items, "
-         "rm_orders, events");
+    exec("SELECT projection_reset('read_models'); TRUNCATE events");
     app_ = make_app();
   }
 

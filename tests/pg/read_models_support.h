@@ -15,27 +15,46 @@
 
 namespace shop::testing {
 
-// Every read-model table except the projectors' own bookkeeping (checkpoint and Kafka offsets),
-// each as one text: its rows as JSON objects with every column, ordered by primary key.
+// The schema of the live version of the read models (rm_v1, rm_v2, ...: see infra/pg.h).
+inline std::string live_read_models_schema(pqxx::connection_base& c) {
+  pqxx::work tx(c);
+  const auto r =
+      tx.exec("SELECT schema_prefix || live_version FROM projections WHERE name = 'read_models'");
+  return r[0][0].c_str();
+}
+
+inline std::string dump_read_models_in(pqxx::connection_base& c, const std::string& schema);
+
+// Every read-model table of the live version except the projectors' own bookkeeping (checkpoint
+// and Kafka offsets), each as one text: its rows as JSON objects with every column, ordered by
+// primary key.
 inline std::string dump_read_models(pqxx::connection_base& c) {
+  return dump_read_models_in(c, live_read_models_schema(c));
+}
+
+// The same dump (same text) of the read-model tables in `schema`: a version of the read models
+// (rm_v1, rm_v2, ...), or any schema holding tables of the same names.
+inline std::string dump_read_models_in(pqxx::connection_base& c, const std::string& schema) {
   pqxx::work tx(c);
   std::string out;
-  const auto tables = tx.exec(
+  const auto tables = tx.exec_params(
       "SELECT c.relname, (SELECT string_agg(quote_ident(a.attname), ', ' "
       "                   ORDER BY array_position(i.indkey::int2[], a.attnum))"
       "                     FROM pg_index i JOIN pg_attribute a"
       "                       ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
       "                    WHERE i.indrelid = c.oid AND i.indisprimary)"
       "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-      " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'rm\\_%'"
+      " WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname LIKE 'rm\\_%'"
       "   AND c.relname NOT IN ('rm_checkpoints', 'rm_kafka_offsets')"
-      " ORDER BY c.relname");
+      " ORDER BY c.relname",
+      schema);
+  EXPECT_FALSE(tables.empty()) << "no read-model tables in schema " << schema;
   for (const auto& t : tables) {
     const std::string name = t[0].c_str();
     EXPECT_FALSE(t[1].is_null()) << name << " has no primary key";
     const std::string key = t[1].is_null() ? "1" : t[1].c_str();
-    const auto rows =
-        tx.exec("SELECT to_jsonb(t)::text FROM " + tx.quote_name(name) + " t ORDER BY " + key);
+    const auto rows = tx.exec("SELECT to_jsonb(t)::text FROM " + tx.quote_name(schema) + "." +
+                              tx.quote_name(name) + " t ORDER BY " + key);
     out += "== " + name + " (" + std::to_string(rows.size()) + " rows)\n";
     for (const auto& r : rows) out += std::string(r[0].c_str()) + "\n";
   }
@@ -45,9 +64,7 @@ inline std::string dump_read_models(pqxx::connection_base& c) {
 // Empties every read-model table and the projectors' places, as before a rebuild.
 inline void reset_read_models(pqxx::connection_base& c) {
   pqxx::work tx(c);
-  tx.exec(
-      "TRUNCATE rm_users, rm_categories, rm_products, rm_cart_items, rm_orders, rm_payments, "
-      "rm_checkpoints, rm_kafka_offsets");
+  tx.exec("SELECT projection_reset('read_models')");  // the live version's tables
   tx.commit();
 }
 

@@ -7,6 +7,7 @@
 
 #include "analyst.h"
 #include "demo.h"
+#include "projections.h"
 #include "seed.h"
 #include "shop/command/service.h"
 #include "shop/infra/config.h"
@@ -67,6 +68,10 @@ int main(int argc, char** argv) {
   auto* replay = tools::add_replay_command(app, replay_args);
   tools::SchemasArgs schemas_args;
   auto* schemas = tools::add_schemas_command(app, schemas_args);
+  tools::RebuildArgs rebuild_args;
+  auto* rebuild = tools::add_rebuild_command(app, rebuild_args);
+  tools::StatusArgs status_args;
+  auto* status = tools::add_status_command(app, status_args);
 
   const tools::Console console{STDOUT_FILENO, &std::cout, &std::cerr, ::isatty(STDERR_FILENO) == 1};
   try {
@@ -94,6 +99,8 @@ int main(int argc, char** argv) {
       std::cout << "migrations applied\n";
       return 0;
     }
+    if (*rebuild) return tools::run_rebuild_command(rebuild_args, url, console);
+    if (*status) return tools::run_status_command(status_args, url, console);
     const bool at_scale =
         *seed && (seed_options.products > 0 || seed_options.users > 0 || seed_options.orders > 0);
     Services s(config, at_scale ? static_cast<std::size_t>(seed_options.threads) + 1 : 2);

@@ -9,12 +9,16 @@
 #include "shop/infra/auth.h"
 #include "shop/infra/config.h"
 #include "shop/infra/http.h"
+#include "shop/infra/pg.h"
 
 namespace shop::command {
 
 struct ApiOptions {
   std::string webhook_secret;
   std::string currency = "USD";
+  // Where POST /api/admin/projections/{name}/rebuild records its request (the projections
+  // registry); none: that route answers 503.
+  infra::ConnectionPool* registry = nullptr;
 };
 
 class CommandApi {

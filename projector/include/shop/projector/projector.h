@@ -33,6 +33,12 @@ struct WrongSource : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The read models were switched to another version (a rebuild) under a projector that keeps
+// its connection's search path for its lifetime (the Kafka one): start over with a new one.
+struct VersionSwitched : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct Options {
   int batch_size = 1000;
   int idle_poll_ms = 5;  // pause after an empty read
@@ -59,6 +65,19 @@ class Projector {
 
 // Prepares the read-model statements on a connection (once per connection).
 void prepare_statements(pqxx::connection_base& c);
+
+// The read models live in one schema per version (rm_v1, rm_v2, ...; see infra/pg.h), the live
+// one named in the registry. Reads the live version and puts its schema first on the search path
+// (then public, where the events are) for the rest of `tx`, or with `session` for the
+// connection's life (the transaction must then commit). Returns the schema. The projector reading
+// the store calls it under its lock (rm_projector_lock, every batch): a rebuild switches versions
+// holding that lock, so the version read stays live until the transaction ends.
+std::string use_live_version(pqxx::transaction_base& tx, bool session = false);
+
+// For projectors that may run side by side (Kafka): takes the projector lock shared (a rebuild's
+// switch waits for the batch, the batch for a switch) and throws VersionSwitched unless the live
+// version is still the one in `schema`.
+void lock_live_version(pqxx::transaction_base& tx, const std::string& schema);
 
 // Applies events to the read models inside `tx`, in the order given. First takes, all at once
 // and in one fixed order, transaction-scoped advisory locks on every order and product whose

@@ -4,9 +4,10 @@
 // The projector stores its checkpoint (the last event it applied, in (transaction, position)
 // order, and the highest position applied so far) in rm_checkpoints, in the same transaction as
 // the read-model rows. A response rendered from the tables is therefore valid for exactly as long
-// as the checkpoint does not move. The state keeps the checkpoint as last observed (refreshed at
-// most every few milliseconds by whichever request finds it stale), and a cache of rendered
-// responses that is emptied whenever the observed checkpoint changes. Pure: no database here.
+// as the checkpoint does not move and the live version of the read models stays the same. The
+// state keeps the checkpoint (with the version) as last observed (refreshed at most every few
+// milliseconds by whichever request finds it stale), and a cache of rendered responses that is
+// emptied whenever the observed checkpoint changes. Pure: no database here.
 #pragma once
 
 #include <atomic>
@@ -25,9 +26,13 @@ struct Checkpoint {
   std::uint64_t tx = 0;       // last_tx (xid8)
   std::int64_t position = 0;  // last_position
   std::int64_t max_position = 0;
+  // The live version of the read models (a rebuild switches to a new one, whose checkpoint may
+  // equal the old one's): part of what responses are valid for.
+  int version = 0;
 
   bool operator==(const Checkpoint&) const = default;
-  // True when this checkpoint is the same as `other` or later in the projector's order.
+  // True when this checkpoint is the same as `other` or later in the projector's order (a later
+  // version is later: it takes over at or after the old version's place).
   bool at_or_after(const Checkpoint& other) const;
 };
 
