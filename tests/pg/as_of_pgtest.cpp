@@ -78,10 +78,10 @@ std::string time_param(Timestamp t, int offset_hours = 0) {
   if (offset_hours == 0) return format_time(t);
   std::string text = format_time(t + std::chrono::hours(offset_hours));
   text.pop_back();  // the Z
-  char offset[16];
-  std::snprintf(offset, sizeof offset, "%s%02d:00", offset_hours > 0 ? "%2B" : "-",
-                offset_hours > 0 ? offset_hours : -offset_hours);
-  return text + offset;
+  const int hours = offset_hours > 0 ? offset_hours : -offset_hours;
+  text += offset_hours > 0 ? "%2B" : "-";
+  if (hours < 10) text += '0';
+  return text + std::to_string(hours) + ":00";
 }
 
 class AsOfTest : public ::testing::Test {
