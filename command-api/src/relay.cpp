@@ -75,7 +75,18 @@ struct Relay::Impl {
   std::string checkpoint_topic;
   std::unique_ptr<pqxx::connection> lock_conn;  // holds the relay lock while it lives
   std::unique_ptr<pqxx::connection> conn;
-  std::unique_ptr<kafka::TransactionalProducer> producer;
+  // Two producers with two transactional ids, taking turns batch by batch: a transaction begun
+  // right after the previous one's commit would wait (the broker answers "concurrent
+  // transactions" until the commit markers are written, and librdkafka retries after 20 ms);
+  // the other id has no transaction in flight. Commits still happen one after the other, so the
+  // batches and their checkpoints stay in order.
+  std::unique_ptr<kafka::TransactionalProducer> producers[2];
+  kafka::TransactionalProducer* producer = nullptr;  // the one whose turn it is
+  int turn = 0;
+  void next_turn() {
+    turn ^= 1;
+    producer = producers[turn].get();
+  }
   std::set<std::string> topics_ready;
   bool started = false;
   std::optional<Repair> repair;         // in progress (also written with every checkpoint)
@@ -95,7 +106,9 @@ struct Relay::Impl {
     started = false;
     repair.reset();
     repairs_waiting.clear();
-    producer.reset();
+    producer = nullptr;
+    producers[0].reset();
+    producers[1].reset();
     topics_ready.clear();
     conn.reset();
     lock_conn.reset();
@@ -183,7 +196,6 @@ struct Relay::Impl {
     conn = std::make_unique<pqxx::connection>(o.database_url);
     kafka::Properties props = client_properties();
     props.insert(props.end(), {
-                                  {"transactional.id", o.transactional_id},
                                   {"enable.idempotence", "true"},
                                   {"acks", "all"},
                                   // Each batch is flushed whole before its checkpoint: waiting
@@ -201,10 +213,17 @@ struct Relay::Impl {
                                   {"message.timeout.ms", std::to_string(o.kafka_timeout.count())},
                                   {"queue.buffering.max.messages", "200000"},
                               });
-    producer = std::make_unique<kafka::TransactionalProducer>(props);
-    log::info("relay: connecting to Kafka at {} (transactional id {})", o.brokers,
-              o.transactional_id);
-    producer->init_transactions(o.kafka_timeout);
+    log::info("relay: connecting to Kafka at {} (transactional ids {} and {}-2)", o.brokers,
+              o.transactional_id, o.transactional_id);
+    for (int i = 0; i < 2; ++i) {
+      auto p = props;
+      p.emplace_back("transactional.id", i == 0 ? o.transactional_id : o.transactional_id + "-2");
+      producers[i] = std::make_unique<kafka::TransactionalProducer>(p);
+      // Fences any earlier relay's producer with this id and aborts what it left open.
+      producers[i]->init_transactions(o.kafka_timeout);
+    }
+    turn = 0;
+    producer = producers[0].get();
     // Every category's topic exists from the start, even before its first event: consumers
     // (the projector's group) then know every partition they will ever read at once.
     std::vector<kafka::TopicSpec> topics = {
@@ -316,6 +335,7 @@ struct Relay::Impl {
       main = cp;
       published = st.published_position;
     }
+    next_turn();
     producer->begin_transaction();
     for (const auto& e : batch) publish(e);
     producer->flush(o.kafka_timeout);
@@ -414,6 +434,7 @@ struct Relay::Impl {
       std::lock_guard lock(mutex);
       published = st.published_position;
     }
+    next_turn();
     producer->begin_transaction();
     for (const auto& e : batch.events) {
       publish(e);

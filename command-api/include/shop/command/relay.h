@@ -9,10 +9,11 @@
 // Exactly once: each batch of events is one Kafka transaction, and that transaction also writes
 // the relay's checkpoint (the global-order position after the batch) to a one-partition topic,
 // <prefix>-relay-checkpoints. Either the batch and its checkpoint are committed, or neither is
-// visible to read_committed consumers. At start the relay's producer (a fixed transactional.id)
-// fences any earlier instance and aborts whatever transaction it left open; then the relay reads
-// the last committed checkpoint and continues from there. A PostgreSQL advisory lock keeps a
-// second relay waiting while one runs.
+// visible to read_committed consumers. At start the relay's two producers (fixed
+// transactional.ids <id> and <id>-2, taking turns batch by batch so that a new transaction never
+// waits for the previous commit's markers) fence any earlier instance and abort whatever
+// transactions it left open; then the relay reads the last committed checkpoint and continues
+// from there. A PostgreSQL advisory lock keeps a second relay waiting while one runs.
 #pragma once
 
 #include <atomic>
@@ -27,12 +28,12 @@ namespace shop::command {
 
 struct RelayOptions {
   std::string database_url;
-  std::string brokers;                   // KAFKA_BROKERS
-  std::string topic_prefix = "shop";     // KAFKA_TOPIC_PREFIX
-  int partitions = 3;                    // KAFKA_PARTITIONS, for topics the relay creates
-  int replication_factor = 1;            // KAFKA_REPLICATION_FACTOR
-  std::string transactional_id;          // default: <prefix>-relay
-  int batch_size = 5000;                 // events per Kafka transaction
+  std::string brokers;                // KAFKA_BROKERS
+  std::string topic_prefix = "shop";  // KAFKA_TOPIC_PREFIX
+  int partitions = 3;                 // KAFKA_PARTITIONS, for topics the relay creates
+  int replication_factor = 1;         // KAFKA_REPLICATION_FACTOR
+  std::string transactional_id;       // default: <prefix>-relay (and <id>-2)
+  int batch_size = 5000;              // events per Kafka transaction
   std::chrono::milliseconds idle_poll{5};
   std::chrono::milliseconds kafka_timeout{30000};
   // How often the relay looks for topics deleted behind its back (their events are then
