@@ -452,19 +452,19 @@ struct CommandApp::Impl {
              infra::prepare_event_store),
         store(pool),
         jwt(config.require("JWT_SECRET"), "shop"),
-        revoked(config.require("DATABASE_URL"), clock,
-                {.max_age = std::chrono::milliseconds(
-                     config.get_int("REVOCATION_REFRESH_MS", 150))}),
+        revoked(
+            config.require("DATABASE_URL"), clock,
+            {.max_age = std::chrono::milliseconds(config.get_int("REVOCATION_REFRESH_MS", 150))}),
         auth(jwt, clock, &revoked),
-        service(store, jwt, clock,
-                ServiceOptions{.currency = config.get_or("STORE_CURRENCY", "USD"),
-                               .access_ttl_seconds = config.get_int("ACCESS_TOKEN_TTL_SECONDS", 900),
-                               .refresh_ttl_seconds =
-                                   config.get_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600),
-                               .on_revoked =
-                                   [this](const std::string& id, const std::string& expires_at) {
-                                     revoked.add(id, expires_at);
-                                   }}),
+        service(
+            store, jwt, clock,
+            ServiceOptions{
+                .currency = config.get_or("STORE_CURRENCY", "USD"),
+                .access_ttl_seconds = config.get_int("ACCESS_TOKEN_TTL_SECONDS", 900),
+                .refresh_ttl_seconds = config.get_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600),
+                .on_revoked = [this](
+                                  const std::string& id,
+                                  const std::string& expires_at) { revoked.add(id, expires_at); }}),
         api(service, auth,
             ApiOptions{config.require("PAYMENT_WEBHOOK_SECRET"),
                        config.get_or("STORE_CURRENCY", "USD"), &pool}) {

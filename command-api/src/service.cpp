@@ -263,8 +263,7 @@ struct CommandService::Impl {
   std::string dummy_hash;  // verified against when an e-mail is unknown, so timing says nothing
 
   long long now_seconds() const {
-    return std::chrono::duration_cast<std::chrono::seconds>(clock.now().time_since_epoch())
-        .count();
+    return std::chrono::duration_cast<std::chrono::seconds>(clock.now().time_since_epoch()).count();
   }
 
   // The pair of a session: an access token and the refresh token `refresh_id`, both naming it.
@@ -272,11 +271,17 @@ struct CommandService::Impl {
                const std::string& session_id, const std::string& refresh_id, long long now,
                const ServiceOptions& o) const {
     Tokens t;
-    t.access = jwt.sign({.user_id = user_id, .roles = roles, .type = "access",
-                         .token_id = new_uuid(), .expires_at = now + o.access_ttl_seconds,
+    t.access = jwt.sign({.user_id = user_id,
+                         .roles = roles,
+                         .type = "access",
+                         .token_id = new_uuid(),
+                         .expires_at = now + o.access_ttl_seconds,
                          .session_id = session_id});
-    t.refresh = jwt.sign({.user_id = user_id, .roles = roles, .type = "refresh",
-                          .token_id = refresh_id, .expires_at = now + o.refresh_ttl_seconds,
+    t.refresh = jwt.sign({.user_id = user_id,
+                          .roles = roles,
+                          .type = "refresh",
+                          .token_id = refresh_id,
+                          .expires_at = now + o.refresh_ttl_seconds,
                           .session_id = session_id});
     t.expires_in = o.access_ttl_seconds;
     t.session_id = session_id;
@@ -493,8 +498,8 @@ Tokens CommandService::refresh(const std::string& refresh_token, const Context& 
     auto session = u.load(impl_->sessions, ev::stream("session", claims.session_id), true);
     if (!user.state.exists) reject({"invalid_token", "the refresh token is invalid"});
     auto evs = checked(domain::decide(
-        session.state, domain::RotateRefreshToken{claims.user_id, claims.token_id,
-                                                  new_refresh_id, expires_at}));
+        session.state,
+        domain::RotateRefreshToken{claims.user_id, claims.token_id, new_refresh_id, expires_at}));
     reused = domain::revokes_session(evs);
     roles = user.state.roles;
     session_expiry = session.state.expires_at;
@@ -541,10 +546,10 @@ Written CommandService::logout_all(const std::string& user_id, const Context& ct
   {
     auto lease = impl_->store.pool().acquire();
     pqxx::read_transaction tx(*lease);
-    for (const auto& row : tx.exec_params(
-             "SELECT data->>'session_id' FROM events WHERE type = 'SessionStarted' "
-             "AND data->>'user_id' = $1 ORDER BY 1",
-             user_id)) {
+    for (const auto& row :
+         tx.exec_params("SELECT data->>'session_id' FROM events WHERE type = 'SessionStarted' "
+                        "AND data->>'user_id' = $1 ORDER BY 1",
+                        user_id)) {
       ids.emplace_back(row[0].c_str());
     }
   }
@@ -566,7 +571,8 @@ Written CommandService::logout_all(const std::string& user_id, const Context& ct
     auto r = u.append(std::move(evs));
     u.commit();
     Written out{user_id, 0, last_position};
-    for (const auto& [stream, position] : r.positions) out.position = std::max(out.position, position);
+    for (const auto& [stream, position] : r.positions)
+      out.position = std::max(out.position, position);
     return out;
   });
   if (options_.on_revoked) {

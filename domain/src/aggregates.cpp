@@ -71,8 +71,10 @@ SessionState evolve(SessionState s, const Event& e) {
 
 Decision decide(const SessionState& s, const StartSession& c) {
   if (s.exists) return conflict("already_exists", "session already exists");
-  return one(ev::SessionStarted{.session_id = c.session_id, .user_id = c.user_id,
-                                .refresh_id = c.refresh_id, .expires_at = c.expires_at});
+  return one(ev::SessionStarted{.session_id = c.session_id,
+                                .user_id = c.user_id,
+                                .refresh_id = c.refresh_id,
+                                .expires_at = c.expires_at});
 }
 
 namespace {
@@ -84,18 +86,19 @@ DomainError invalid_token() {
 Decision decide(const SessionState& s, const RotateRefreshToken& c) {
   if (!s.exists || s.revoked || s.user_id != c.user_id) return invalid_token();
   if (c.presented_refresh_id != s.refresh_id) {
-    return one(ev::SessionRevoked{.session_id = s.id, .user_id = s.user_id,
-                                  .reason = "reuse_detected"});
+    return one(
+        ev::SessionRevoked{.session_id = s.id, .user_id = s.user_id, .reason = "reuse_detected"});
   }
-  return one(ev::RefreshTokenRotated{.session_id = s.id, .user_id = s.user_id,
+  return one(ev::RefreshTokenRotated{.session_id = s.id,
+                                     .user_id = s.user_id,
                                      .spent_refresh_id = s.refresh_id,
-                                     .refresh_id = c.new_refresh_id, .expires_at = c.expires_at});
+                                     .refresh_id = c.new_refresh_id,
+                                     .expires_at = c.expires_at});
 }
 
 bool revokes_session(const Events& events) {
-  return std::any_of(events.begin(), events.end(), [](const Event& e) {
-    return std::holds_alternative<ev::SessionRevoked>(e);
-  });
+  return std::any_of(events.begin(), events.end(),
+                     [](const Event& e) { return std::holds_alternative<ev::SessionRevoked>(e); });
 }
 
 Decision decide(const SessionState& s, const RevokeSession& c) {

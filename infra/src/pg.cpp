@@ -730,8 +730,8 @@ std::optional<std::string> opt_text(const pqxx::field& f) {
 
 const std::vector<std::string>& read_model_tables() {
   static const std::vector<std::string> tables = {
-      "rm_users",    "rm_categories",  "rm_products",     "rm_cart_items", "rm_orders",
-      "rm_payments", "rm_sessions",    "rm_checkpoints",  "rm_kafka_offsets"};
+      "rm_users",    "rm_categories", "rm_products",    "rm_cart_items",   "rm_orders",
+      "rm_payments", "rm_sessions",   "rm_checkpoints", "rm_kafka_offsets"};
   return tables;
 }
 

@@ -24,10 +24,9 @@ void RevokedSessionCache::refresh() const {
   {
     auto lease = pool_->acquire();
     pqxx::read_transaction tx(*lease);
-    for (const auto& row : tx.exec(
-             "SELECT id::text, to_char(expires_at AT TIME ZONE 'UTC', "
-             "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rm_sessions "
-             "WHERE revoked_at IS NOT NULL AND expires_at > now()")) {
+    for (const auto& row : tx.exec("SELECT id::text, to_char(expires_at AT TIME ZONE 'UTC', "
+                                   "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM rm_sessions "
+                                   "WHERE revoked_at IS NOT NULL AND expires_at > now()")) {
       auto expiry = parse_time(row[1].c_str());
       fresh->emplace(row[0].c_str(), expiry.value_or(Timestamp::max()));
     }

@@ -826,10 +826,10 @@ void Model::flush(pqxx::transaction_base& tx, const std::string& schema) {
 
   if (!dirty_sessions_.empty()) {
     delete_stored("rm_sessions", "id", dirty_sessions_, sessions_);
-    pqxx::stream_to s(tx, t("rm_sessions"),
-                      std::vector<std::string>{"id", "user_id", "started_at", "refreshed_at",
-                                               "refresh_count", "expires_at", "revoked_at",
-                                               "revoke_reason"});
+    pqxx::stream_to s(
+        tx, t("rm_sessions"),
+        std::vector<std::string>{"id", "user_id", "started_at", "refreshed_at", "refresh_count",
+                                 "expires_at", "revoked_at", "revoke_reason"});
     for (const auto& id : dirty_sessions_) {
       Session& row = sessions_.at(id);
       if (!row.dirty) continue;

@@ -360,8 +360,9 @@ TEST_F(StorefrontE2E, ABuyerGoesFromRegistrationToDelivery) {
   // REVOCATION_REFRESH_MS).
   {
     const std::string email = "carol-" + new_uuid().substr(0, 8) + "@e2e.test";
-    auto reg = c.post("/api/auth/register", R"({"email":")" + email +
-                                                R"(","password":"customer-password","name":"Carol"})");
+    auto reg =
+        c.post("/api/auth/register",
+               R"({"email":")" + email + R"(","password":"customer-password","name":"Carol"})");
     ASSERT_EQ(reg.status, 201) << reg.body;
     const std::string first_refresh = field(reg.json(), "refresh");
     auto rotated = c.post("/api/auth/refresh", R"({"refresh":")" + first_refresh + "\"}");
@@ -370,16 +371,16 @@ TEST_F(StorefrontE2E, ABuyerGoesFromRegistrationToDelivery) {
     EXPECT_EQ(q.get("/api/users/me", carol, at(num(rotated.json(), "position"))).status, 200);
     auto reused = c.post("/api/auth/refresh", R"({"refresh":")" + first_refresh + "\"}");
     EXPECT_EQ(reused.status, 401) << reused.body;
-    EXPECT_EQ(c.post("/api/cart/items", R"({"product_id":")" + keyboard_id + R"(","quantity":1})",
-                     carol)
-                  .status,
-              401);
-    auto relogin = c.post("/api/auth/login",
-                          R"({"email":")" + email + R"(","password":"customer-password"})");
+    EXPECT_EQ(
+        c.post("/api/cart/items", R"({"product_id":")" + keyboard_id + R"(","quantity":1})", carol)
+            .status,
+        401);
+    auto relogin =
+        c.post("/api/auth/login", R"({"email":")" + email + R"(","password":"customer-password"})");
     ASSERT_EQ(relogin.status, 200) << relogin.body;
     const std::string fresh = field(relogin.json(), "access");
-    auto out = c.post("/api/auth/logout",
-                      R"({"refresh":")" + field(relogin.json(), "refresh") + "\"}");
+    auto out =
+        c.post("/api/auth/logout", R"({"refresh":")" + field(relogin.json(), "refresh") + "\"}");
     ASSERT_EQ(out.status, 200) << out.body;
     EXPECT_EQ(c.post("/api/auth/logout-all", "", fresh).status, 401);
     int status = 0;

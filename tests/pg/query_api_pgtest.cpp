@@ -115,8 +115,8 @@ class QueryApiTest : public ::testing::Test {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    return infra::JwtCodec(kSecret, "shop").sign(
-        {user_id, std::move(roles), type, new_uuid(), now + ttl_seconds, new_uuid()});
+    return infra::JwtCodec(kSecret, "shop")
+        .sign({user_id, std::move(roles), type, new_uuid(), now + ttl_seconds, new_uuid()});
   }
 
   // --- read-model rows, as the projector writes them ---------------------------------------

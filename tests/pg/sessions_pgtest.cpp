@@ -81,8 +81,8 @@ TEST_F(SessionsTest, LoginStartsASessionAndTokensNameIt) {
   const auto t = service_->login("ann@example.com", "a sound passphrase");
   EXPECT_TRUE(is_uuid(t.session_id));
   EXPECT_GT(t.position, 0);
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       clock_.now().time_since_epoch()).count();
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
   const auto access = jwt_->verify(t.access, now);
   const auto refresh = jwt_->verify(t.refresh, now);
   ASSERT_TRUE(access && refresh);
@@ -95,7 +95,8 @@ TEST_F(SessionsTest, LoginStartsASessionAndTokensNameIt) {
   EXPECT_NEAR(access->expires_at - now, 900, 5);
   EXPECT_NEAR(refresh->expires_at - now, 14 * 24 * 3600, 5);
   EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'SessionStarted' AND stream_id = "
-                  "'session-" + t.session_id + "'"),
+                  "'session-" +
+                  t.session_id + "'"),
             1);
 }
 
@@ -152,7 +153,8 @@ TEST_F(SessionsTest, LogoutAllEndsEverySessionOfTheUserOnly) {
   const auto ann = user("ann@example.com");
   user("bob@example.com");
   std::vector<command::Tokens> anns;
-  for (int i = 0; i < 3; ++i) anns.push_back(service_->login("ann@example.com", "a sound passphrase"));
+  for (int i = 0; i < 3; ++i)
+    anns.push_back(service_->login("ann@example.com", "a sound passphrase"));
   service_->logout(anns[0].refresh, ctx());
   const auto bob = service_->login("bob@example.com", "a sound passphrase");
 
@@ -213,12 +215,12 @@ class SessionsHttpTest : public SessionsTest {
  protected:
   void SetUp() override {
     SessionsTest::SetUp();
-    command_ = std::make_unique<command::CommandApp>(infra::Config::from_map(
-        {{"DATABASE_URL", url_},
-         {"JWT_SECRET", kSecret},
-         {"PAYMENT_WEBHOOK_SECRET", std::string(40, 'w')},
-         {"COMMAND_API_THREADS", "2"},
-         {"REVOCATION_REFRESH_MS", "0"}}));
+    command_ = std::make_unique<command::CommandApp>(
+        infra::Config::from_map({{"DATABASE_URL", url_},
+                                 {"JWT_SECRET", kSecret},
+                                 {"PAYMENT_WEBHOOK_SECRET", std::string(40, 'w')},
+                                 {"COMMAND_API_THREADS", "2"},
+                                 {"REVOCATION_REFRESH_MS", "0"}}));
     query::Options o;
     o.database_url = url_;
     o.jwt_secret = kSecret;
@@ -284,8 +286,9 @@ class SessionsHttpTest : public SessionsTest {
 };
 
 TEST_F(SessionsHttpTest, ARevokedAccessTokenGets401FromBothApis) {
-  const auto reg = call(false, "POST", "/api/auth/register", "",
-                        R"({"email":"ann@example.com","password":"a sound passphrase","name":"Ann"})");
+  const auto reg =
+      call(false, "POST", "/api/auth/register", "",
+           R"({"email":"ann@example.com","password":"a sound passphrase","name":"Ann"})");
   ASSERT_EQ(reg.status, 201);
   const std::string access = field(reg, "access");
   const std::string refresh = field(reg, "refresh");
@@ -305,9 +308,9 @@ TEST_F(SessionsHttpTest, ARevokedAccessTokenGets401FromBothApis) {
   EXPECT_EQ(q.status, 401);
   EXPECT_EQ(error_code(q), "invalid_token");
   EXPECT_EQ(call(true, "GET", "/api/cart", access).status, 401);
-  EXPECT_EQ(call(false, "POST", "/api/auth/refresh", "", R"({"refresh":")" + refresh + "\"}")
-                .status,
-            401);
+  EXPECT_EQ(
+      call(false, "POST", "/api/auth/refresh", "", R"({"refresh":")" + refresh + "\"}").status,
+      401);
 }
 
 TEST_F(SessionsHttpTest, LogoutAllAndReuseOverHttp) {

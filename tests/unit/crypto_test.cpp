@@ -67,8 +67,12 @@ TEST(Base64UrlHelperTest, KnownAnswers) {  // the helper the tests below build t
 const std::string kSession = "6f9619ff-8b86-4011-b42d-00c04fc964ff";
 
 TokenClaims access_claims(long long expires_at = kNow + 900) {
-  return {.user_id = kUser, .roles = {"customer", "staff"}, .type = "access",
-          .token_id = "jti-1", .expires_at = expires_at, .session_id = kSession};
+  return {.user_id = kUser,
+          .roles = {"customer", "staff"},
+          .type = "access",
+          .token_id = "jti-1",
+          .expires_at = expires_at,
+          .session_id = kSession};
 }
 
 std::string claims_json(const std::string& issuer, const std::string& sub, const std::string& typ,

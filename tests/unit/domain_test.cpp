@@ -167,12 +167,15 @@ const std::string kExpiry1 = "2026-12-01T10:00:00.000000Z";
 const std::string kExpiry2 = "2026-12-02T10:00:00.000000Z";
 
 ev::SessionStarted session_started() {
-  return {.session_id = kSession, .user_id = kUser, .refresh_id = kRefresh1,
-          .expires_at = kExpiry1};
+  return {
+      .session_id = kSession, .user_id = kUser, .refresh_id = kRefresh1, .expires_at = kExpiry1};
 }
 ev::RefreshTokenRotated rotated_to_2() {
-  return {.session_id = kSession, .user_id = kUser, .spent_refresh_id = kRefresh1,
-          .refresh_id = kRefresh2, .expires_at = kExpiry2};
+  return {.session_id = kSession,
+          .user_id = kUser,
+          .spent_refresh_id = kRefresh1,
+          .refresh_id = kRefresh2,
+          .expires_at = kExpiry2};
 }
 
 TEST(SessionTest, StartSession) {
@@ -192,16 +195,18 @@ TEST(SessionTest, TheCurrentRefreshTokenIsRotated) {
   EXPECT_EQ(after.expires_at, kExpiry2);
   EXPECT_FALSE(after.revoked);
   EXPECT_TRUE(emits(decide(after, RotateRefreshToken{kUser, kRefresh2, kRefresh3, kExpiry2}),
-                    {ev::RefreshTokenRotated{.session_id = kSession, .user_id = kUser,
+                    {ev::RefreshTokenRotated{.session_id = kSession,
+                                             .user_id = kUser,
                                              .spent_refresh_id = kRefresh2,
-                                             .refresh_id = kRefresh3, .expires_at = kExpiry2}}));
+                                             .refresh_id = kRefresh3,
+                                             .expires_at = kExpiry2}}));
 }
 
 TEST(SessionTest, ASpentRefreshTokenPresentedAgainRevokesTheFamily) {
   const auto s = given<SessionState>({session_started(), rotated_to_2()});
   const Decision d = decide(s, RotateRefreshToken{kUser, kRefresh1, kRefresh3, kExpiry2});
-  EXPECT_TRUE(emits(d, {ev::SessionRevoked{.session_id = kSession, .user_id = kUser,
-                                           .reason = "reuse_detected"}}));
+  EXPECT_TRUE(emits(d, {ev::SessionRevoked{
+                           .session_id = kSession, .user_id = kUser, .reason = "reuse_detected"}}));
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE(revokes_session(d.value()));
   // Afterwards not even the current token works.
@@ -215,12 +220,12 @@ TEST(SessionTest, ASpentRefreshTokenPresentedAgainRevokesTheFamily) {
 }
 
 TEST(SessionTest, RotationOfAnUnknownSessionOrAnotherUsersIsInvalid) {
-  EXPECT_TRUE(fails_with(decide(SessionState{}, RotateRefreshToken{kUser, kRefresh1, kRefresh2,
-                                                                   kExpiry2}),
-                         "invalid_token"));
+  EXPECT_TRUE(
+      fails_with(decide(SessionState{}, RotateRefreshToken{kUser, kRefresh1, kRefresh2, kExpiry2}),
+                 "invalid_token"));
   const auto s = given<SessionState>({session_started()});
-  EXPECT_TRUE(fails_with(
-      decide(s, RotateRefreshToken{kOtherUser, kRefresh1, kRefresh2, kExpiry2}), "invalid_token"));
+  EXPECT_TRUE(fails_with(decide(s, RotateRefreshToken{kOtherUser, kRefresh1, kRefresh2, kExpiry2}),
+                         "invalid_token"));
   const Decision ok = decide(s, RotateRefreshToken{kUser, kRefresh1, kRefresh2, kExpiry2});
   ASSERT_TRUE(ok.ok());
   EXPECT_FALSE(revokes_session(ok.value()));
@@ -228,12 +233,12 @@ TEST(SessionTest, RotationOfAnUnknownSessionOrAnotherUsersIsInvalid) {
 
 TEST(SessionTest, LogoutRevokesOnce) {
   const auto s = given<SessionState>({session_started(), rotated_to_2()});
-  EXPECT_TRUE(emits(decide(s, RevokeSession{kUser, "logout"}),
-                    {ev::SessionRevoked{.session_id = kSession, .user_id = kUser,
-                                        .reason = "logout"}}));
-  EXPECT_TRUE(emits(decide(s, RevokeSession{kUser, "logout_all"}),
-                    {ev::SessionRevoked{.session_id = kSession, .user_id = kUser,
-                                        .reason = "logout_all"}}));
+  EXPECT_TRUE(
+      emits(decide(s, RevokeSession{kUser, "logout"}),
+            {ev::SessionRevoked{.session_id = kSession, .user_id = kUser, .reason = "logout"}}));
+  EXPECT_TRUE(emits(
+      decide(s, RevokeSession{kUser, "logout_all"}),
+      {ev::SessionRevoked{.session_id = kSession, .user_id = kUser, .reason = "logout_all"}}));
   const auto revoked = given<SessionState>(
       {session_started(),
        ev::SessionRevoked{.session_id = kSession, .user_id = kUser, .reason = "logout"}});

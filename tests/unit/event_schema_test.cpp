@@ -63,9 +63,11 @@ class Scenario {
     const std::string r2 = "77777777-7777-4777-8777-000000000002";
     take(decide(SessionState{}, StartSession{session, kUser, r1, "2026-12-01T10:00:00.000000Z"}),
          "start session");
-    const auto started = given<SessionState>({ev::SessionStarted{
-        .session_id = session, .user_id = kUser, .refresh_id = r1,
-        .expires_at = "2026-12-01T10:00:00.000000Z"}});
+    const auto started =
+        given<SessionState>({ev::SessionStarted{.session_id = session,
+                                                .user_id = kUser,
+                                                .refresh_id = r1,
+                                                .expires_at = "2026-12-01T10:00:00.000000Z"}});
     take(decide(started, RotateRefreshToken{kUser, r1, r2, "2026-12-02T10:00:00.123456Z"}),
          "rotate");
     take(decide(started, RevokeSession{kUser, "logout"}), "logout");
@@ -257,14 +259,13 @@ TEST(EventSchemaTest, SchemasRejectBrokenPayloads) {
            R"(","name":null,"description":null,"sku":null,"category_id":null,"price":-1})",
        "price"},
       {"events/UserRegistered",
-       R"({"user_id":")" + kUser + R"(","email":"a@b.c","name":"A","roles":["root"]})",
-       "roles"},
+       R"({"user_id":")" + kUser + R"(","email":"a@b.c","name":"A","roles":["root"]})", "roles"},
       {"events/SessionRevoked",
        R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","reason":"bored"})",
        "reason"},
       {"events/SessionStarted",
-       R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","refresh_id":")" +
-           kUser + R"(","expires_at":"2026-12-01 10:00"})",
+       R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","refresh_id":")" + kUser +
+           R"(","expires_at":"2026-12-01 10:00"})",
        "expires_at"},
   };
   for (const auto& c : cases) {

@@ -111,7 +111,8 @@ class CommandService {
   Written logout(const std::string& refresh_token, const Context& ctx);
   // Ends every session of the user that has started before this call and has not expired.
   // `revoked` gets the number of sessions it ended.
-  Written logout_all(const std::string& user_id, const Context& ctx, std::int64_t* revoked = nullptr);
+  Written logout_all(const std::string& user_id, const Context& ctx,
+                     std::int64_t* revoked = nullptr);
   std::optional<domain::UserState> find_user_by_email(const std::string& email);
 
   // catalog (staff)

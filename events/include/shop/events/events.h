@@ -316,10 +316,10 @@ struct PaymentFailed {
 #undef SHOP_EVENT
 
 using Event = std::variant<UserRegistered, SessionStarted, RefreshTokenRotated, SessionRevoked,
-                           CategoryCreated, ProductCreated, ProductUpdated,
-                           ProductDiscontinued, StockAdjusted, StockReserved, StockReleased,
-                           CartItemAdded, CartItemQuantityChanged, CartItemRemoved, CartCheckedOut,
-                           OrderPlaced, OrderCancelled, OrderPaid, OrderShipped, OrderDelivered,
+                           CategoryCreated, ProductCreated, ProductUpdated, ProductDiscontinued,
+                           StockAdjusted, StockReserved, StockReleased, CartItemAdded,
+                           CartItemQuantityChanged, CartItemRemoved, CartCheckedOut, OrderPlaced,
+                           OrderCancelled, OrderPaid, OrderShipped, OrderDelivered,
                            PaymentInitiated, PaymentCaptured, PaymentFailed>;
 
 std::string_view type_of(const Event& e);

@@ -54,10 +54,10 @@ class RevokedSessionCache final : public RevokedSessions {
   std::unique_ptr<ConnectionPool> pool_;
   const Clock& clock_;
   Options options_;
-  mutable std::mutex mutex_;            // guards revoked_, local_, read_at_
-  mutable std::mutex refresh_mutex_;    // one read of the table at a time
+  mutable std::mutex mutex_;          // guards revoked_, local_, read_at_
+  mutable std::mutex refresh_mutex_;  // one read of the table at a time
   mutable std::shared_ptr<const Map> revoked_;
-  mutable Map local_;                   // add(): until the table shows them
+  mutable Map local_;  // add(): until the table shows them
   mutable std::chrono::steady_clock::time_point read_at_{};
   mutable bool ever_read_ = false;
 };
