@@ -379,6 +379,22 @@ TEST_F(AuthenticatorTest, AccessTokenOfARevokedSessionIs401) {
   EXPECT_EQ(auth.require(with_authorization("Bearer " + jwt.sign(other))).user_id, kUser);
 }
 
+// With no list of revoked sessions it can trust, a check answers 503 rather than guessing.
+TEST_F(AuthenticatorTest, RevocationListThatCannotBeReadIs503) {
+  shop::infra::RevokedSessionCache unreachable(
+      "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1", clock);
+  const Authenticator strict{jwt, clock, &unreachable};
+  try {
+    (void)strict.require(with_authorization("Bearer " + jwt.sign(access_claims())));
+    ADD_FAILURE() << "accepted";
+  } catch (const http::Error& e) {
+    EXPECT_EQ(e.status, 503);
+    EXPECT_EQ(e.code, "unavailable");
+  }
+  // The token is checked first: a bad one is still 401, without asking the list.
+  expect_401(with_authorization("Bearer garbage"), "invalid_token");
+}
+
 TEST_F(AuthenticatorTest, AccessTokenWithoutASessionIs401) {
   auto claims = access_claims();
   claims.session_id.clear();
