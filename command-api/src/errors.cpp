@@ -8,6 +8,8 @@ http::Error to_http_error(const domain::DomainError& e) {
   static const std::map<std::string, int, std::less<>> kStatus = {
       {"not_found", 404},
       {"invalid_credentials", 401},
+      {"invalid_token", 401},
+      {"refresh_token_reused", 401},
       {"version_mismatch", 412},
       {"already_exists", 409},
       {"email_taken", 409},

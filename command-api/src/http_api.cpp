@@ -129,6 +129,20 @@ class Out {
   json::Writer w_;
 };
 
+Response tokens(const Tokens& t, int status = 200, const std::string& user_id = {}) {
+  Out out;
+  if (!user_id.empty()) out.s("user_id", user_id);
+  Response r = out.s("access", t.access)
+                   .s("refresh", t.refresh)
+                   .s("token_type", "Bearer")
+                   .i("expires_in", t.expires_in)
+                   .s("session_id", t.session_id)
+                   .i("position", t.position)
+                   .done(status);
+  r.with_header("Cache-Control", "no-store");
+  return r;
+}
+
 Response written(const Written& w, const char* id_name, int status = 200) {
   Response r = Out().s(id_name, w.id).i("version", w.version).i("position", w.position).done(status);
   r.with_header("ETag", "\"" + std::to_string(w.version) + "\"");
@@ -155,17 +169,28 @@ CommandApi::CommandApi(CommandService& service, const infra::Authenticator& auth
     auto b = body(req, "register");
     auto w = service_.register_user(str(b, "email"), str(b, "password"), str(b, "name"),
                                     {"customer"}, context(req, std::nullopt));
-    return Out().s("user_id", w.id).i("position", w.position).done(201);
+    // Registration signs in: the new account's first session.
+    auto t = service_.start_session(w.id, context(req, w.id));
+    return tokens(t, 201, w.id);
   });
   r.add("POST", "/api/auth/login", [this](Request& req) {
     auto b = body(req, "login");
-    auto t = service_.login(str(b, "email"), str(b, "password"));
-    return Out()
-        .s("access", t.access)
-        .s("refresh", t.refresh)
-        .s("token_type", "Bearer")
-        .i("expires_in", t.expires_in)
-        .done(200);
+    return tokens(service_.login(str(b, "email"), str(b, "password")));
+  });
+  r.add("POST", "/api/auth/refresh", [this](Request& req) {
+    auto b = body(req, "refresh_token");
+    return tokens(service_.refresh(str(b, "refresh"), context(req, std::nullopt)));
+  });
+  r.add("POST", "/api/auth/logout", [this](Request& req) {
+    auto b = body(req, "refresh_token");
+    auto w = service_.logout(str(b, "refresh"), context(req, std::nullopt));
+    return Out().s("session_id", w.id).i("position", w.position).done(200);
+  });
+  r.add("POST", "/api/auth/logout-all", [this](Request& req) {
+    auto p = auth_.require(req);
+    std::int64_t revoked = 0;
+    auto w = service_.logout_all(p.user_id, context(req, p.user_id), &revoked);
+    return Out().i("revoked_sessions", revoked).i("position", w.position).done(200);
   });
 
   // ---- catalog (staff)
@@ -427,12 +452,19 @@ struct CommandApp::Impl {
              infra::prepare_event_store),
         store(pool),
         jwt(config.require("JWT_SECRET"), "shop"),
-        auth(jwt, clock),
-        service(store, jwt, clock,
-                ServiceOptions{.currency = config.get_or("STORE_CURRENCY", "USD"),
-                               .access_ttl_seconds = config.get_int("ACCESS_TOKEN_TTL_SECONDS", 900),
-                               .refresh_ttl_seconds =
-                                   config.get_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600)}),
+        revoked(
+            config.require("DATABASE_URL"), clock,
+            {.max_age = std::chrono::milliseconds(config.get_int("REVOCATION_REFRESH_MS", 150))}),
+        auth(jwt, clock, &revoked),
+        service(
+            store, jwt, clock,
+            ServiceOptions{
+                .currency = config.get_or("STORE_CURRENCY", "USD"),
+                .access_ttl_seconds = config.get_int("ACCESS_TOKEN_TTL_SECONDS", 900),
+                .refresh_ttl_seconds = config.get_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600),
+                .on_revoked = [this](
+                                  const std::string& id,
+                                  const std::string& expires_at) { revoked.add(id, expires_at); }}),
         api(service, auth,
             ApiOptions{config.require("PAYMENT_WEBHOOK_SECRET"),
                        config.get_or("STORE_CURRENCY", "USD"), &pool}) {
@@ -448,6 +480,7 @@ struct CommandApp::Impl {
   infra::ConnectionPool pool;
   infra::EventStore store;
   infra::JwtCodec jwt;
+  infra::RevokedSessionCache revoked;
   infra::Authenticator auth;
   CommandService service;
   CommandApi api;

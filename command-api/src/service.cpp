@@ -259,7 +259,44 @@ struct CommandService::Impl {
   StateCache<domain::CartState> carts;
   StateCache<domain::OrderState> orders;
   StateCache<domain::PaymentState> payments;
+  StateCache<domain::SessionState> sessions;
   std::string dummy_hash;  // verified against when an e-mail is unknown, so timing says nothing
+
+  long long now_seconds() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(clock.now().time_since_epoch()).count();
+  }
+
+  // The pair of a session: an access token and the refresh token `refresh_id`, both naming it.
+  Tokens issue(const std::string& user_id, const std::vector<std::string>& roles,
+               const std::string& session_id, const std::string& refresh_id, long long now,
+               const ServiceOptions& o) const {
+    Tokens t;
+    t.access = jwt.sign({.user_id = user_id,
+                         .roles = roles,
+                         .type = "access",
+                         .token_id = new_uuid(),
+                         .expires_at = now + o.access_ttl_seconds,
+                         .session_id = session_id});
+    t.refresh = jwt.sign({.user_id = user_id,
+                          .roles = roles,
+                          .type = "refresh",
+                          .token_id = refresh_id,
+                          .expires_at = now + o.refresh_ttl_seconds,
+                          .session_id = session_id});
+    t.expires_in = o.access_ttl_seconds;
+    t.session_id = session_id;
+    return t;
+  }
+
+  // The claims of a valid refresh token, or invalid_token.
+  infra::TokenClaims refresh_claims(const std::string& token) const {
+    auto claims = jwt.verify(token, now_seconds());
+    if (!claims || claims->type != "refresh" || !is_uuid(claims->user_id) ||
+        !is_uuid(claims->session_id) || !is_uuid(claims->token_id)) {
+      reject({"invalid_token", "the refresh token is invalid or has expired"});
+    }
+    return *claims;
+  }
 
   // Runs a command in one statement (see Unit): attempt after attempt while the store reports a
   // concurrent change (then on states read from the store), and once more on states read from
@@ -416,16 +453,133 @@ Tokens CommandService::login(const std::string& email, const std::string& passwo
   if (!ok || !user_id || !user.exists) {
     reject({"invalid_credentials", "e-mail or password is wrong"});
   }
-  const auto now =
-      std::chrono::duration_cast<std::chrono::seconds>(impl_->clock.now().time_since_epoch())
-          .count();
-  Tokens t;
-  t.access = impl_->jwt.sign({user.id, user.roles, "access", new_uuid(),
-                              now + options_.access_ttl_seconds});
-  t.refresh = impl_->jwt.sign({user.id, user.roles, "refresh", new_uuid(),
-                               now + options_.refresh_ttl_seconds});
-  t.expires_in = options_.access_ttl_seconds;
+  return start_session(user.id, Context::make(user.id));
+}
+
+// ---------------------------------------------------------------------------------- sessions
+
+namespace {
+std::string time_of(long long seconds) {
+  return format_time(Timestamp{std::chrono::seconds{seconds}});
+}
+}  // namespace
+
+Tokens CommandService::start_session(const std::string& user_id, const Context& ctx) {
+  const std::string session_id = new_uuid();
+  const std::string refresh_id = new_uuid();
+  const long long now = impl_->now_seconds();
+  const std::string expires_at = time_of(now + options_.refresh_ttl_seconds);
+  std::vector<std::string> roles;
+  const auto w = impl_->run(ctx, [&](Unit& u) {
+    auto user = u.load(impl_->users, ev::stream("user", user_id), false);
+    if (!user.state.exists) reject({"not_found", "user not found"});
+    roles = user.state.roles;
+    auto self = u.create(impl_->sessions, ev::stream("session", session_id));
+    auto r = u.append(checked(domain::decide(
+        self.state, domain::StartSession{session_id, user_id, refresh_id, expires_at})));
+    u.commit();
+    return written(self, r, session_id);
+  });
+  Tokens t = impl_->issue(user_id, roles, session_id, refresh_id, now, options_);
+  t.position = w.position;
   return t;
+}
+
+Tokens CommandService::refresh(const std::string& refresh_token, const Context& ctx) {
+  const auto claims = impl_->refresh_claims(refresh_token);
+  const std::string new_refresh_id = new_uuid();
+  const long long now = impl_->now_seconds();
+  const std::string expires_at = time_of(now + options_.refresh_ttl_seconds);
+  std::vector<std::string> roles;
+  bool reused = false;
+  std::string session_expiry;
+  const auto w = impl_->run(ctx, [&](Unit& u) {
+    auto user = u.load(impl_->users, ev::stream("user", claims.user_id), false);
+    auto session = u.load(impl_->sessions, ev::stream("session", claims.session_id), true);
+    if (!user.state.exists) reject({"invalid_token", "the refresh token is invalid"});
+    auto evs = checked(domain::decide(
+        session.state,
+        domain::RotateRefreshToken{claims.user_id, claims.token_id, new_refresh_id, expires_at}));
+    reused = domain::revokes_session(evs);
+    roles = user.state.roles;
+    session_expiry = session.state.expires_at;
+    auto r = u.append(std::move(evs));
+    u.commit();
+    return written(session, r, claims.session_id);
+  });
+  if (reused) {
+    if (options_.on_revoked) options_.on_revoked(claims.session_id, session_expiry);
+    log::warn("a spent refresh token of session {} was presented again: session revoked",
+              claims.session_id);
+    reject({"refresh_token_reused",
+            "this refresh token has already been used; the session has been ended, sign in "
+            "again"});
+  }
+  Tokens t = impl_->issue(claims.user_id, roles, claims.session_id, new_refresh_id, now, options_);
+  t.position = w.position;
+  return t;
+}
+
+Written CommandService::logout(const std::string& refresh_token, const Context& ctx) {
+  const auto claims = impl_->refresh_claims(refresh_token);
+  std::string session_expiry;
+  bool revoked = false;
+  const auto w = impl_->run(ctx, [&](Unit& u) {
+    auto session = u.load(impl_->sessions, ev::stream("session", claims.session_id), true);
+    auto d = domain::decide(session.state, domain::RevokeSession{claims.user_id, "logout"});
+    if (!d.ok()) reject({"invalid_token", "the refresh token is invalid"});
+    revoked = !d.value().empty();
+    session_expiry = session.state.expires_at;
+    auto r = u.append(std::move(d.value()));
+    u.commit();
+    return written(session, r, claims.session_id);
+  });
+  if (revoked && options_.on_revoked) options_.on_revoked(claims.session_id, session_expiry);
+  return w;
+}
+
+Written CommandService::logout_all(const std::string& user_id, const Context& ctx,
+                                   std::int64_t* revoked_count) {
+  // The user's sessions, from the event store (the write side never reads the read models). A
+  // session that starts after this read is not ended: it started after the logout.
+  std::vector<std::string> ids;
+  {
+    auto lease = impl_->store.pool().acquire();
+    pqxx::read_transaction tx(*lease);
+    for (const auto& row :
+         tx.exec_params("SELECT data->>'session_id' FROM events WHERE type = 'SessionStarted' "
+                        "AND data->>'user_id' = $1 ORDER BY 1",
+                        user_id)) {
+      ids.emplace_back(row[0].c_str());
+    }
+  }
+  const auto now = impl_->clock.now();
+  std::vector<std::pair<std::string, std::string>> ended;  // id, expiry
+  auto w = impl_->run(ctx, [&](Unit& u) {
+    ended.clear();
+    Events evs;
+    std::int64_t last_position = 0;
+    for (const auto& id : ids) {
+      auto session = u.load(impl_->sessions, ev::stream("session", id), true);
+      last_position = std::max(last_position, session.position);
+      const auto expiry = parse_time(session.state.expires_at);
+      if (expiry && *expiry <= now) continue;  // over anyway
+      auto d = checked(domain::decide(session.state, domain::RevokeSession{user_id, "logout_all"}));
+      if (!d.empty()) ended.emplace_back(id, session.state.expires_at);
+      for (auto& e : d) evs.push_back(std::move(e));
+    }
+    auto r = u.append(std::move(evs));
+    u.commit();
+    Written out{user_id, 0, last_position};
+    for (const auto& [stream, position] : r.positions)
+      out.position = std::max(out.position, position);
+    return out;
+  });
+  if (options_.on_revoked) {
+    for (const auto& [id, expiry] : ended) options_.on_revoked(id, expiry);
+  }
+  if (revoked_count) *revoked_count = static_cast<std::int64_t>(ended.size());
+  return w;
 }
 
 // ----------------------------------------------------------------------------------- catalog

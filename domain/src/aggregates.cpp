@@ -45,6 +45,71 @@ Decision decide(const UserState& s, const RegisterUser& c) {
                                 .roles = c.roles});
 }
 
+// ------------------------------------------------------------------------------- session
+SessionState evolve(SessionState s, const Event& e) {
+  std::visit(Overloaded{
+                 [&](const ev::SessionStarted& x) {
+                   s.exists = true;
+                   s.id = x.session_id;
+                   s.user_id = x.user_id;
+                   s.refresh_id = x.refresh_id;
+                   s.expires_at = x.expires_at;
+                 },
+                 [&](const ev::RefreshTokenRotated& x) {
+                   s.refresh_id = x.refresh_id;
+                   s.expires_at = x.expires_at;
+                 },
+                 [&](const ev::SessionRevoked& x) {
+                   s.revoked = true;
+                   s.revoke_reason = x.reason;
+                 },
+                 [](const auto&) {},
+             },
+             e);
+  return s;
+}
+
+Decision decide(const SessionState& s, const StartSession& c) {
+  if (s.exists) return conflict("already_exists", "session already exists");
+  return one(ev::SessionStarted{.session_id = c.session_id,
+                                .user_id = c.user_id,
+                                .refresh_id = c.refresh_id,
+                                .expires_at = c.expires_at});
+}
+
+namespace {
+DomainError invalid_token() {
+  return {"invalid_token", "the refresh token is invalid, spent or revoked"};
+}
+}  // namespace
+
+Decision decide(const SessionState& s, const RotateRefreshToken& c) {
+  if (!s.exists || s.revoked || s.user_id != c.user_id) return invalid_token();
+  if (c.presented_refresh_id != s.refresh_id) {
+    return one(
+        ev::SessionRevoked{.session_id = s.id, .user_id = s.user_id, .reason = "reuse_detected"});
+  }
+  return one(ev::RefreshTokenRotated{.session_id = s.id,
+                                     .user_id = s.user_id,
+                                     .spent_refresh_id = s.refresh_id,
+                                     .refresh_id = c.new_refresh_id,
+                                     .expires_at = c.expires_at});
+}
+
+bool revokes_session(const Events& events) {
+  return std::any_of(events.begin(), events.end(),
+                     [](const Event& e) { return std::holds_alternative<ev::SessionRevoked>(e); });
+}
+
+Decision decide(const SessionState& s, const RevokeSession& c) {
+  if (!s.exists || s.user_id != c.user_id) return not_found("session");
+  if (c.reason != "logout" && c.reason != "logout_all") {
+    return conflict("invalid_value", "unknown revocation reason " + c.reason);
+  }
+  if (s.revoked) return Events{};
+  return one(ev::SessionRevoked{.session_id = s.id, .user_id = s.user_id, .reason = c.reason});
+}
+
 // ------------------------------------------------------------------------------ category
 CategoryState evolve(CategoryState s, const Event& e) {
   if (const auto* c = std::get_if<ev::CategoryCreated>(&e)) {

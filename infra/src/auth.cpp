@@ -23,10 +23,14 @@ std::optional<Principal> Authenticator::optional(const http::Request& req) const
                        clock_.now().time_since_epoch())
                        .count();
   auto claims = jwt_.verify(header->substr(kBearer.size()), now);
-  if (!claims || claims->type != "access" || !is_uuid(claims->user_id)) {
+  if (!claims || claims->type != "access" || !is_uuid(claims->user_id) ||
+      !is_uuid(claims->session_id)) {
     throw http::Error(401, "invalid_token", "the access token is invalid or has expired");
   }
-  return Principal{claims->user_id, claims->roles};
+  if (revoked_ != nullptr && revoked_->is_revoked(claims->session_id)) {
+    throw http::Error(401, "invalid_token", "the session of this access token has ended");
+  }
+  return Principal{claims->user_id, claims->roles, claims->session_id};
 }
 
 Principal Authenticator::require(const http::Request& req) const {

@@ -102,6 +102,10 @@ std::string JwtCodec::sign(const TokenClaims& c) const {
   w.String(c.token_id);
   w.Key("exp");
   w.Int64(c.expires_at);
+  if (!c.session_id.empty()) {
+    w.Key("sid");
+    w.String(c.session_id);
+  }
   w.Key("roles");
   w.StartArray();
   for (const auto& r : c.roles) w.String(r);
@@ -143,7 +147,10 @@ std::optional<TokenClaims> JwtCodec::verify(std::string_view token, long long no
   c.type = json::get_string(doc, "typ");
   c.token_id = json::get_string(doc, "jti");
   c.expires_at = json::get_int(doc, "exp", 0);
-  if (c.user_id.empty() || c.type.empty() || c.expires_at <= now) return std::nullopt;
+  c.session_id = json::get_string(doc, "sid");
+  if (c.user_id.empty() || c.type.empty() || c.token_id.empty() || c.expires_at <= now) {
+    return std::nullopt;
+  }
   if (const auto* roles = json::member(doc, "roles"); roles && roles->IsArray()) {
     for (const auto& r : roles->GetArray()) {
       if (r.IsString()) c.roles.emplace_back(r.GetString());

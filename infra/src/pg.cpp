@@ -517,6 +517,49 @@ CREATE INDEX events_payment_order ON events ((data->>'order_id'), position)
 CREATE INDEX events_product_catalog ON events (stream_id, position)
   WHERE type IN ('ProductCreated', 'ProductUpdated');
 )SQL"},
+    {10, "sessions: rm_sessions, the sessions of a user", R"SQL(
+-- The sessions (refresh-token families) for the revocation checks of both APIs: a table of the
+-- read models, made in the live version's schema (and in a version being built, if any: it is
+-- built by the new code, which writes it) with its view in public, as
+-- infra::create_read_model_tables makes it for later versions. The projector fills it from the
+-- session events, which exist only from this version on, so it needs no replay.
+DO $mig$
+DECLARE
+  v_schema text;
+BEGIN
+  FOR v_schema IN
+    SELECT schema_prefix || live_version FROM projections WHERE name = 'read_models'
+    UNION
+    SELECT schema_prefix || building_version FROM projections
+     WHERE name = 'read_models' AND building_version IS NOT NULL
+  LOOP
+    EXECUTE format($ddl$
+CREATE TABLE IF NOT EXISTS %1$I.rm_sessions (
+  id            uuid PRIMARY KEY,
+  user_id       uuid NOT NULL,
+  started_at    timestamptz NOT NULL,
+  refreshed_at  timestamptz,
+  refresh_count bigint NOT NULL DEFAULT 0,
+  expires_at    timestamptz NOT NULL,
+  revoked_at    timestamptz,
+  revoke_reason text
+);
+CREATE INDEX IF NOT EXISTS rm_sessions_user ON %1$I.rm_sessions (user_id);
+CREATE INDEX IF NOT EXISTS rm_sessions_revoked ON %1$I.rm_sessions (expires_at)
+  WHERE revoked_at IS NOT NULL;
+$ddl$, v_schema);
+  END LOOP;
+  EXECUTE format('CREATE VIEW public.rm_sessions AS SELECT * FROM %I.rm_sessions',
+                 (SELECT schema_prefix || live_version FROM projections
+                   WHERE name = 'read_models'));
+END
+$mig$;
+
+-- logout-all finds a user's sessions in the event store (the write side never reads the read
+-- models): the SessionStarted events by user.
+CREATE INDEX events_session_user ON events ((data->>'user_id'), position)
+  WHERE type = 'SessionStarted';
+)SQL"},
 };
 }  // namespace
 
@@ -648,6 +691,19 @@ CREATE TABLE @S@.rm_payments (
 );
 CREATE INDEX rm_payments_order ON @S@.rm_payments (order_id, initiated_position DESC);
 
+CREATE TABLE @S@.rm_sessions (
+  id            uuid PRIMARY KEY,
+  user_id       uuid NOT NULL,
+  started_at    timestamptz NOT NULL,
+  refreshed_at  timestamptz,
+  refresh_count bigint NOT NULL DEFAULT 0,
+  expires_at    timestamptz NOT NULL,
+  revoked_at    timestamptz,
+  revoke_reason text
+);
+CREATE INDEX rm_sessions_user ON @S@.rm_sessions (user_id);
+CREATE INDEX rm_sessions_revoked ON @S@.rm_sessions (expires_at) WHERE revoked_at IS NOT NULL;
+
 CREATE TABLE @S@.rm_kafka_offsets (
   consumer_group       text NOT NULL,
   topic                text NOT NULL,
@@ -674,8 +730,8 @@ std::optional<std::string> opt_text(const pqxx::field& f) {
 
 const std::vector<std::string>& read_model_tables() {
   static const std::vector<std::string> tables = {
-      "rm_users",  "rm_categories", "rm_products",    "rm_cart_items",
-      "rm_orders", "rm_payments",   "rm_checkpoints", "rm_kafka_offsets"};
+      "rm_users",    "rm_categories", "rm_products",    "rm_cart_items",   "rm_orders",
+      "rm_payments", "rm_sessions",   "rm_checkpoints", "rm_kafka_offsets"};
   return tables;
 }
 

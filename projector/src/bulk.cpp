@@ -166,6 +166,15 @@ struct Payment {
   bool stored = false, dirty = false;
 };
 
+struct Session {
+  std::string user_id, started_at;
+  std::optional<std::string> refreshed_at;
+  std::int64_t refresh_count = 0;
+  std::string expires_at;
+  std::optional<std::string> revoked_at, revoke_reason;
+  bool stored = false, dirty = false;
+};
+
 using LineKey = std::pair<std::string, std::string>;  // user id, product id
 
 // An event as the builder folds it: its place in the global order, its time as the projector
@@ -200,6 +209,30 @@ class Model {
               if (users_.insert(id).second) {
                 new_users_.push_back({std::move(id), x.email, x.name, text_array(x.roles), at});
               }
+            },
+            [&](const ev::SessionStarted& x) {
+              auto id = uuid(x.session_id);
+              if (sessions_.contains(id)) return;
+              Session row{.user_id = uuid(x.user_id), .started_at = at, .expires_at = x.expires_at};
+              auto& stored = sessions_.emplace(id, std::move(row)).first->second;
+              touch(stored, id, dirty_sessions_);
+            },
+            [&](const ev::RefreshTokenRotated& x) {
+              auto id = uuid(x.session_id);
+              auto it = sessions_.find(id);
+              if (it == sessions_.end()) return;
+              it->second.refreshed_at = at;
+              it->second.refresh_count += 1;
+              it->second.expires_at = x.expires_at;
+              touch(it->second, id, dirty_sessions_);
+            },
+            [&](const ev::SessionRevoked& x) {
+              auto id = uuid(x.session_id);
+              auto it = sessions_.find(id);
+              if (it == sessions_.end() || it->second.revoked_at) return;
+              it->second.revoked_at = at;
+              it->second.revoke_reason = x.reason;
+              touch(it->second, id, dirty_sessions_);
             },
             [&](const ev::CategoryCreated& x) {
               auto id = uuid(x.category_id);
@@ -551,6 +584,8 @@ class Model {
   std::unordered_map<std::string, Payment> payments_;
   std::vector<std::string> dirty_payments_;
   std::unordered_map<std::string, std::vector<std::string>> order_payments_;
+  std::unordered_map<std::string, Session> sessions_;
+  std::vector<std::string> dirty_sessions_;
 };
 
 std::string table(pqxx::transaction_base& tx, const std::string& schema, const char* name) {
@@ -655,6 +690,21 @@ void Model::load(pqxx::transaction_base& tx, const std::string& schema) {
     p.stored = true;
     order_payments_[p.order_id].push_back(r[0].c_str());
     payments_.emplace(r[0].c_str(), std::move(p));
+  }
+  for (const auto& r :
+       tx.exec("SELECT id::text, user_id::text, started_at::text, refreshed_at::text, "
+               "refresh_count, expires_at::text, revoked_at::text, revoke_reason FROM " +
+               t("rm_sessions"))) {
+    Session row;
+    row.user_id = r[1].c_str();
+    row.started_at = r[2].c_str();
+    row.refreshed_at = nullable(r[3]);
+    row.refresh_count = r[4].as<std::int64_t>();
+    row.expires_at = r[5].c_str();
+    row.revoked_at = nullable(r[6]);
+    row.revoke_reason = nullable(r[7]);
+    row.stored = true;
+    sessions_.emplace(r[0].c_str(), std::move(row));
   }
 }
 
@@ -772,6 +822,24 @@ void Model::flush(pqxx::transaction_base& tx, const std::string& schema) {
     }
     s.complete();
     dirty_payments_.clear();
+  }
+
+  if (!dirty_sessions_.empty()) {
+    delete_stored("rm_sessions", "id", dirty_sessions_, sessions_);
+    pqxx::stream_to s(
+        tx, t("rm_sessions"),
+        std::vector<std::string>{"id", "user_id", "started_at", "refreshed_at", "refresh_count",
+                                 "expires_at", "revoked_at", "revoke_reason"});
+    for (const auto& id : dirty_sessions_) {
+      Session& row = sessions_.at(id);
+      if (!row.dirty) continue;
+      s << std::tie(id, row.user_id, row.started_at, row.refreshed_at, row.refresh_count,
+                    row.expires_at, row.revoked_at, row.revoke_reason);
+      row.dirty = false;
+      row.stored = true;
+    }
+    s.complete();
+    dirty_sessions_.clear();
   }
 }
 
@@ -1085,7 +1153,7 @@ infra::GlobalCheckpoint bulk_build(const std::string& database_url, const std::s
     } else {
       std::string any_rows = "SELECT ";
       for (const char* name : {"rm_users", "rm_categories", "rm_products", "rm_cart_items",
-                               "rm_orders", "rm_payments"}) {
+                               "rm_orders", "rm_payments", "rm_sessions"}) {
         if (any_rows.size() > 7) any_rows += " OR ";
         any_rows += "EXISTS (SELECT 1 FROM " + t(name) + ")";
       }

@@ -44,6 +44,15 @@ SELECT CASE WHEN x THEN pg_advisory_xact_lock(4, k) ELSE pg_advisory_xact_lock_s
 INSERT INTO rm_users (id, email, name, roles, created_at)
 VALUES ($1, $2, $3, (SELECT coalesce(array_agg(r), '{}') FROM jsonb_array_elements_text($4::jsonb) r), $5)
 ON CONFLICT (id) DO NOTHING)SQL"},
+    // A session's events are all of its own stream, so they arrive in order.
+    {"rm_session_started", R"SQL(
+INSERT INTO rm_sessions (id, user_id, started_at, expires_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO NOTHING)SQL"},
+    {"rm_session_rotated", R"SQL(
+UPDATE rm_sessions SET refreshed_at = $2, refresh_count = refresh_count + 1, expires_at = $3
+ WHERE id = $1)SQL"},
+    {"rm_session_revoked", R"SQL(
+UPDATE rm_sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL)SQL"},
     {"rm_category_created", R"SQL(
 INSERT INTO rm_categories (id, name, parent_id, created_at) VALUES ($1, $2, NULLIF($3, '')::uuid, $4)
 ON CONFLICT (id) DO NOTHING)SQL"},
@@ -243,6 +252,15 @@ void apply_decoded(pqxx::transaction_base& tx, const events::RecordedEvent& e,
           [&](const ev::UserRegistered& x) {
             tx.exec_prepared("rm_user_registered", x.user_id, x.email, x.name, roles_json(x.roles),
                              at);
+          },
+          [&](const ev::SessionStarted& x) {
+            tx.exec_prepared("rm_session_started", x.session_id, x.user_id, at, x.expires_at);
+          },
+          [&](const ev::RefreshTokenRotated& x) {
+            tx.exec_prepared("rm_session_rotated", x.session_id, at, x.expires_at);
+          },
+          [&](const ev::SessionRevoked& x) {
+            tx.exec_prepared("rm_session_revoked", x.session_id, at, x.reason);
           },
           [&](const ev::CategoryCreated& x) {
             tx.exec_prepared("rm_category_created", x.category_id, x.name, x.parent_id.value_or(""),

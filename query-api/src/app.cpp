@@ -57,6 +57,8 @@ Options Options::from_config(const infra::Config& config) {
   o.read_your_writes_timeout = std::chrono::milliseconds(
       config.get_int("READ_YOUR_WRITES_TIMEOUT_MS",
                      static_cast<int>(o.read_your_writes_timeout.count())));
+  o.revocation_refresh = std::chrono::milliseconds(
+      config.get_int("REVOCATION_REFRESH_MS", static_cast<int>(o.revocation_refresh.count())));
   try {
     o.validate();
   } catch (const std::invalid_argument& e) {
@@ -83,6 +85,9 @@ void Options::validate() const {
   if (read_your_writes_timeout.count() < 0 || read_your_writes_poll.count() < 0 ||
       checkpoint_refresh.count() < 0) {
     throw std::invalid_argument("READ_YOUR_WRITES_TIMEOUT_MS must not be negative");
+  }
+  if (revocation_refresh.count() < 0) {
+    throw std::invalid_argument("REVOCATION_REFRESH_MS must not be negative");
   }
 }
 

@@ -17,7 +17,8 @@ Context::Context(Options opts, const Clock& clock)
     : options(std::move(opts)),
       exponent(currency_exponent(options.currency)),
       jwt(options.jwt_secret, "shop"),
-      auth(jwt, clock),
+      revoked(options.database_url, clock, {.max_age = options.revocation_refresh}),
+      auth(jwt, clock, &revoked),
       cursors(options.jwt_secret),
       db(options.database_url, pool_size(options)),
       state(options.checkpoint_refresh, options.cache_entries) {}

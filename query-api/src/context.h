@@ -26,6 +26,7 @@ class Context {
   const Options options;
   const int exponent;  // decimals of the store currency
   const infra::JwtCodec jwt;
+  const infra::RevokedSessionCache revoked;  // the sessions whose access tokens are refused
   const infra::Authenticator auth;
   const CursorCodec cursors;
   ReadDb db;

@@ -355,6 +355,44 @@ TEST_F(StorefrontE2E, ABuyerGoesFromRegistrationToDelivery) {
   EXPECT_EQ(c.post("/api/orders/" + order_id + "/payments", R"({"provider":"sandbox"})", bob).status,
             404);
 
+  // Sessions: rotation, reuse of a spent refresh token, logout; an ended session's access token
+  // gets 401 from the command API at once and from the query API once projected (plus at most
+  // REVOCATION_REFRESH_MS).
+  {
+    const std::string email = "carol-" + new_uuid().substr(0, 8) + "@e2e.test";
+    auto reg =
+        c.post("/api/auth/register",
+               R"({"email":")" + email + R"(","password":"customer-password","name":"Carol"})");
+    ASSERT_EQ(reg.status, 201) << reg.body;
+    const std::string first_refresh = field(reg.json(), "refresh");
+    auto rotated = c.post("/api/auth/refresh", R"({"refresh":")" + first_refresh + "\"}");
+    ASSERT_EQ(rotated.status, 200) << rotated.body;
+    const std::string carol = field(rotated.json(), "access");
+    EXPECT_EQ(q.get("/api/users/me", carol, at(num(rotated.json(), "position"))).status, 200);
+    auto reused = c.post("/api/auth/refresh", R"({"refresh":")" + first_refresh + "\"}");
+    EXPECT_EQ(reused.status, 401) << reused.body;
+    EXPECT_EQ(
+        c.post("/api/cart/items", R"({"product_id":")" + keyboard_id + R"(","quantity":1})", carol)
+            .status,
+        401);
+    auto relogin =
+        c.post("/api/auth/login", R"({"email":")" + email + R"(","password":"customer-password"})");
+    ASSERT_EQ(relogin.status, 200) << relogin.body;
+    const std::string fresh = field(relogin.json(), "access");
+    auto out =
+        c.post("/api/auth/logout", R"({"refresh":")" + field(relogin.json(), "refresh") + "\"}");
+    ASSERT_EQ(out.status, 200) << out.body;
+    EXPECT_EQ(c.post("/api/auth/logout-all", "", fresh).status, 401);
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    do {
+      status = q.get("/api/users/me", fresh, at(num(out.json(), "position"))).status;
+      if (status != 401) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } while (status != 401 && std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(status, 401);
+    EXPECT_EQ(q.get("/api/users/me", carol).status, 401);
+  }
+
   // This journey produced every kind of event there is.
   EXPECT_EQ(check_stored_events().size(), events::all_types().size());
 }

@@ -149,7 +149,7 @@ class AsOfTest : public ::testing::Test {
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
     return infra::JwtCodec(kSecret, "shop")
-        .sign({user_id, std::move(roles), "access", new_uuid(), now + 3600});
+        .sign({user_id, std::move(roles), "access", new_uuid(), now + 3600, new_uuid()});
   }
 
   Reply get(const std::string& target, const std::string& bearer,

@@ -180,6 +180,12 @@ TEST_F(BulkTest, BuildsExactlyTheRowsOfTheSqlProjector) {
   EXPECT_GT(count(live, "rm_orders", "shipment IS NOT NULL"), 0);
   EXPECT_GT(count(live, "rm_products", "discontinued"), 0);
   EXPECT_GT(count(live, "rm_cart_items", "price_position <> name_position"), 0);
+  EXPECT_EQ(count(live, "rm_sessions"), 24);
+  EXPECT_GT(count(live, "rm_sessions", "refresh_count > 0 AND revoked_at IS NULL"), 0);
+  for (const char* reason : {"logout", "logout_all", "reuse_detected"}) {
+    EXPECT_GT(count(live, "rm_sessions", std::string("revoke_reason = '") + reason + "'"), 0)
+        << reason;
+  }
 
   create_version("rm_v2");
   std::vector<BulkProgress> calls;

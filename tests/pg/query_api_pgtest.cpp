@@ -115,8 +115,8 @@ class QueryApiTest : public ::testing::Test {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    return infra::JwtCodec(kSecret, "shop").sign(
-        {user_id, std::move(roles), type, new_uuid(), now + ttl_seconds});
+    return infra::JwtCodec(kSecret, "shop")
+        .sign({user_id, std::move(roles), type, new_uuid(), now + ttl_seconds, new_uuid()});
   }
 
   // --- read-model rows, as the projector writes them ---------------------------------------
@@ -670,7 +670,7 @@ TEST_F(QueryApiTest, SignedInRoutesNeedAValidAccessToken) {
              std::string("Bearer nonsense"),
              std::string("Basic dXNlcjpwYXNz"),
              "Bearer " + infra::JwtCodec(std::string(40, 'x'), "shop")
-                             .sign({user, {"admin"}, "access", new_uuid(), 4102444800}),
+                             .sign({user, {"admin"}, "access", new_uuid(), 4102444800, new_uuid()}),
              "Bearer " + token(user, {"customer"}, "refresh"),
              "Bearer " + token(user, {"customer"}, "access", -10),
          }) {
@@ -981,7 +981,7 @@ TEST_F(QueryApiTest, EventSchemasArePublicAndComplete) {
   }
   EXPECT_TRUE(std::is_sorted(types.begin(), types.end()));
   const std::set<std::string> known(types.begin(), types.end());
-  EXPECT_EQ(known.size(), 20u);
+  EXPECT_EQ(known.size(), 23u);
   for (const char* t : {"UserRegistered", "OrderPlaced", "CartItemAdded", "PaymentCaptured"}) {
     EXPECT_TRUE(known.contains(t)) << t;
   }

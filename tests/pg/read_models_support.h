@@ -70,7 +70,8 @@ inline void reset_read_models(pqxx::connection_base& c) {
 
 // A random but reproducible storefront: categories, products, customers filling and changing
 // carts, prices and names changed while products sit in carts, checkouts, payments that fail,
-// succeed or come twice, cancellations, shipping, stock adjustments, a discontinued product.
+// succeed or come twice, cancellations, shipping, stock adjustments, a discontinued product;
+// sessions started, refreshed, logged out and revoked on reuse.
 // Commands the domain refuses (an empty cart, an order no longer pending, ...) are skipped.
 class Scenario {
  public:
@@ -178,6 +179,20 @@ class Scenario {
     for (std::size_t i = 0; i < products_.size(); i += 3) {
       try {
         s_.update_product(products_[i], {.price = 777}, std::nullopt, std::nullopt, ctx());
+      } catch (const command::CommandRejected&) {
+      }
+    }
+    // Sessions: every customer signs in twice and refreshes; then some log out, some present a
+    // spent refresh token (the session is revoked), some log out everywhere.
+    for (std::size_t i = 0; i < users_.size(); ++i) {
+      try {
+        const auto first = s_.start_session(users_[i], ctx());
+        const auto second = s_.start_session(users_[i], ctx());
+        const auto rotated = s_.refresh(first.refresh, ctx());
+        if (i % 4 == 0) s_.logout(rotated.refresh, ctx());
+        if (i % 4 == 1) (void)s_.refresh(first.refresh, ctx());  // reuse: revoked
+        if (i % 4 == 2) s_.logout_all(users_[i], ctx());
+        if (i % 4 == 3) (void)s_.refresh(second.refresh, ctx());
       } catch (const command::CommandRejected&) {
       }
     }

@@ -165,7 +165,7 @@ class RebuildTest : public ::testing::Test {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    return jwt_->sign({user_id, std::move(roles), "access", new_uuid(), now + 3600});
+    return jwt_->sign({user_id, std::move(roles), "access", new_uuid(), now + 3600, new_uuid()});
   }
   query::Options query_options() const {
     query::Options o;

@@ -69,7 +69,7 @@ TEST(CommandSchemaTest, EveryCommandHasASchema) {
        {"commands/add_cart_item", "commands/adjust_stock", "commands/cancel_order",
         "commands/change_cart_item", "commands/create_category", "commands/create_product",
         "commands/login", "commands/register", "commands/sandbox_webhook", "commands/ship_order",
-        "commands/start_payment", "commands/update_product"}) {
+        "commands/start_payment", "commands/update_product", "commands/refresh_token"}) {
     EXPECT_TRUE(registry.has(name)) << name;
     EXPECT_FALSE(registry.text(name).empty()) << name;
   }
@@ -85,6 +85,11 @@ TEST(CommandSchemaTest, ValidBodiesPass) {
   EXPECT_TRUE(passes("commands/register",
                      R"({"email":"ann@example.com","password":"correct horse","name":"Ann"})"));
   EXPECT_TRUE(passes("commands/login", R"({"email":"ann@example.com","password":"x"})"));
+  EXPECT_TRUE(passes("commands/refresh_token", R"({"refresh":"a.b.c"})"));
+  EXPECT_FALSE(passes("commands/refresh_token", R"({"refresh":""})"));
+  EXPECT_FALSE(passes("commands/refresh_token", R"({})"));
+  EXPECT_FALSE(passes("commands/refresh_token", R"({"refresh":"a.b.c","x":1})"));
+  EXPECT_FALSE(passes("commands/refresh_token", R"({"refresh":7})"));
   EXPECT_TRUE(passes("commands/create_category", R"({"name":"Kitchen"})"));
   EXPECT_TRUE(passes("commands/create_category",
                      with_uuid(R"({"name":"Mugs","parent_id":")", R"("})")));

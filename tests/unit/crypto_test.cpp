@@ -64,9 +64,15 @@ TEST(Base64UrlHelperTest, KnownAnswers) {  // the helper the tests below build t
   EXPECT_EQ(base64url("\xfb\xff"), "-_8");
 }
 
+const std::string kSession = "6f9619ff-8b86-4011-b42d-00c04fc964ff";
+
 TokenClaims access_claims(long long expires_at = kNow + 900) {
-  return {.user_id = kUser, .roles = {"customer", "staff"}, .type = "access",
-          .token_id = "jti-1", .expires_at = expires_at};
+  return {.user_id = kUser,
+          .roles = {"customer", "staff"},
+          .type = "access",
+          .token_id = "jti-1",
+          .expires_at = expires_at,
+          .session_id = kSession};
 }
 
 std::string claims_json(const std::string& issuer, const std::string& sub, const std::string& typ,
@@ -179,6 +185,14 @@ TEST_F(CryptoTest, JwtRoundTrip) {
   EXPECT_EQ(claims->type, "access");
   EXPECT_EQ(claims->token_id, "jti-1");
   EXPECT_EQ(claims->expires_at, kNow + 900);
+  EXPECT_EQ(claims->session_id, kSession);
+}
+
+TEST_F(CryptoTest, JwtWithoutTokenIdIsRejected) {
+  const JwtCodec jwt(kSecret, kIssuer);
+  auto claims = access_claims();
+  claims.token_id.clear();
+  EXPECT_FALSE(jwt.verify(jwt.sign(claims), kNow).has_value());
 }
 
 TEST_F(CryptoTest, JwtIsSignedHs256) {
@@ -305,9 +319,16 @@ class AuthenticatorTest : public CryptoTest {
     }
   }
 
+  // The revoked sessions, as the test sets them.
+  struct FakeRevoked final : shop::infra::RevokedSessions {
+    bool is_revoked(std::string_view id) const override { return ids.count(std::string(id)) > 0; }
+    std::set<std::string> ids;
+  };
+
   JwtCodec jwt{kSecret, kIssuer};
   FixedClock clock;
-  Authenticator auth{jwt, clock};
+  FakeRevoked revoked;
+  Authenticator auth{jwt, clock, &revoked};
 };
 
 TEST_F(AuthenticatorTest, ValidAccessTokenGivesThePrincipal) {
@@ -344,6 +365,42 @@ TEST_F(AuthenticatorTest, NonBearerSchemeIs401) {
   expect_401(with_authorization(""), "invalid_token");
   // A bad header is an error even where authentication is optional.
   EXPECT_THROW((void)auth.optional(with_authorization("Basic dXNlcjpwYXNz")), http::Error);
+}
+
+TEST_F(AuthenticatorTest, AccessTokenOfARevokedSessionIs401) {
+  const auto req = with_authorization("Bearer " + jwt.sign(access_claims()));
+  EXPECT_EQ(auth.require(req).session_id, kSession);
+  revoked.ids.insert(kSession);
+  expect_401(req, "invalid_token");
+  EXPECT_THROW((void)auth.optional(req), http::Error);
+  // Another session of the same user is unaffected.
+  auto other = access_claims();
+  other.session_id = "6f9619ff-8b86-4011-b42d-00c04fc96400";
+  EXPECT_EQ(auth.require(with_authorization("Bearer " + jwt.sign(other))).user_id, kUser);
+}
+
+// With no list of revoked sessions it can trust, a check answers 503 rather than guessing.
+TEST_F(AuthenticatorTest, RevocationListThatCannotBeReadIs503) {
+  shop::infra::RevokedSessionCache unreachable(
+      "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1", clock);
+  const Authenticator strict{jwt, clock, &unreachable};
+  try {
+    (void)strict.require(with_authorization("Bearer " + jwt.sign(access_claims())));
+    ADD_FAILURE() << "accepted";
+  } catch (const http::Error& e) {
+    EXPECT_EQ(e.status, 503);
+    EXPECT_EQ(e.code, "unavailable");
+  }
+  // The token is checked first: a bad one is still 401, without asking the list.
+  expect_401(with_authorization("Bearer garbage"), "invalid_token");
+}
+
+TEST_F(AuthenticatorTest, AccessTokenWithoutASessionIs401) {
+  auto claims = access_claims();
+  claims.session_id.clear();
+  expect_401(with_authorization("Bearer " + jwt.sign(claims)), "invalid_token");
+  claims.session_id = "not-a-uuid";
+  expect_401(with_authorization("Bearer " + jwt.sign(claims)), "invalid_token");
 }
 
 TEST_F(AuthenticatorTest, RefreshTokenIsNotAnAccessToken) {

@@ -158,6 +158,101 @@ TEST(UserTest, EvolveKeepsIdentityAndRoles) {
   EXPECT_FALSE(user.has_role("admin"));
 }
 
+// ======================================================================================== session
+const std::string kSession = "66666666-6666-4666-8666-666666666666";
+const std::string kRefresh1 = "77777777-7777-4777-8777-000000000001";
+const std::string kRefresh2 = "77777777-7777-4777-8777-000000000002";
+const std::string kRefresh3 = "77777777-7777-4777-8777-000000000003";
+const std::string kExpiry1 = "2026-12-01T10:00:00.000000Z";
+const std::string kExpiry2 = "2026-12-02T10:00:00.000000Z";
+
+ev::SessionStarted session_started() {
+  return {
+      .session_id = kSession, .user_id = kUser, .refresh_id = kRefresh1, .expires_at = kExpiry1};
+}
+ev::RefreshTokenRotated rotated_to_2() {
+  return {.session_id = kSession,
+          .user_id = kUser,
+          .spent_refresh_id = kRefresh1,
+          .refresh_id = kRefresh2,
+          .expires_at = kExpiry2};
+}
+
+TEST(SessionTest, StartSession) {
+  EXPECT_TRUE(emits(decide(SessionState{}, StartSession{kSession, kUser, kRefresh1, kExpiry1}),
+                    {session_started()}));
+  EXPECT_TRUE(fails_with(decide(given<SessionState>({session_started()}),
+                                StartSession{kSession, kUser, kRefresh1, kExpiry1}),
+                         "already_exists"));
+}
+
+TEST(SessionTest, TheCurrentRefreshTokenIsRotated) {
+  const auto s = given<SessionState>({session_started()});
+  EXPECT_TRUE(emits(decide(s, RotateRefreshToken{kUser, kRefresh1, kRefresh2, kExpiry2}),
+                    {rotated_to_2()}));
+  const auto after = given<SessionState>({session_started(), rotated_to_2()});
+  EXPECT_EQ(after.refresh_id, kRefresh2);
+  EXPECT_EQ(after.expires_at, kExpiry2);
+  EXPECT_FALSE(after.revoked);
+  EXPECT_TRUE(emits(decide(after, RotateRefreshToken{kUser, kRefresh2, kRefresh3, kExpiry2}),
+                    {ev::RefreshTokenRotated{.session_id = kSession,
+                                             .user_id = kUser,
+                                             .spent_refresh_id = kRefresh2,
+                                             .refresh_id = kRefresh3,
+                                             .expires_at = kExpiry2}}));
+}
+
+TEST(SessionTest, ASpentRefreshTokenPresentedAgainRevokesTheFamily) {
+  const auto s = given<SessionState>({session_started(), rotated_to_2()});
+  const Decision d = decide(s, RotateRefreshToken{kUser, kRefresh1, kRefresh3, kExpiry2});
+  EXPECT_TRUE(emits(d, {ev::SessionRevoked{
+                           .session_id = kSession, .user_id = kUser, .reason = "reuse_detected"}}));
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(revokes_session(d.value()));
+  // Afterwards not even the current token works.
+  const auto revoked = given<SessionState>(
+      {session_started(), rotated_to_2(),
+       ev::SessionRevoked{.session_id = kSession, .user_id = kUser, .reason = "reuse_detected"}});
+  EXPECT_TRUE(revoked.revoked);
+  EXPECT_EQ(revoked.revoke_reason, "reuse_detected");
+  EXPECT_TRUE(fails_with(decide(revoked, RotateRefreshToken{kUser, kRefresh2, kRefresh3, kExpiry2}),
+                         "invalid_token"));
+}
+
+TEST(SessionTest, RotationOfAnUnknownSessionOrAnotherUsersIsInvalid) {
+  EXPECT_TRUE(
+      fails_with(decide(SessionState{}, RotateRefreshToken{kUser, kRefresh1, kRefresh2, kExpiry2}),
+                 "invalid_token"));
+  const auto s = given<SessionState>({session_started()});
+  EXPECT_TRUE(fails_with(decide(s, RotateRefreshToken{kOtherUser, kRefresh1, kRefresh2, kExpiry2}),
+                         "invalid_token"));
+  const Decision ok = decide(s, RotateRefreshToken{kUser, kRefresh1, kRefresh2, kExpiry2});
+  ASSERT_TRUE(ok.ok());
+  EXPECT_FALSE(revokes_session(ok.value()));
+}
+
+TEST(SessionTest, LogoutRevokesOnce) {
+  const auto s = given<SessionState>({session_started(), rotated_to_2()});
+  EXPECT_TRUE(
+      emits(decide(s, RevokeSession{kUser, "logout"}),
+            {ev::SessionRevoked{.session_id = kSession, .user_id = kUser, .reason = "logout"}}));
+  EXPECT_TRUE(emits(
+      decide(s, RevokeSession{kUser, "logout_all"}),
+      {ev::SessionRevoked{.session_id = kSession, .user_id = kUser, .reason = "logout_all"}}));
+  const auto revoked = given<SessionState>(
+      {session_started(),
+       ev::SessionRevoked{.session_id = kSession, .user_id = kUser, .reason = "logout"}});
+  EXPECT_TRUE(emits_nothing(decide(revoked, RevokeSession{kUser, "logout"})));
+  EXPECT_TRUE(emits_nothing(decide(revoked, RevokeSession{kUser, "logout_all"})));
+}
+
+TEST(SessionTest, LogoutOfAnotherUsersOrAnUnknownSessionIsNotFound) {
+  const auto s = given<SessionState>({session_started()});
+  EXPECT_TRUE(fails_with(decide(s, RevokeSession{kOtherUser, "logout"}), "not_found"));
+  EXPECT_TRUE(fails_with(decide(SessionState{}, RevokeSession{kUser, "logout"}), "not_found"));
+  EXPECT_TRUE(fails_with(decide(s, RevokeSession{kUser, "reuse_detected"}), "invalid_value"));
+}
+
 // ======================================================================================= category
 TEST(CategoryTest, CreateRootCategory) {
   const auto category = given<CategoryState>({});

@@ -58,6 +58,23 @@ class Scenario {
                              .roles = {"staff", "admin"}}),
          "register staff");
 
+    const std::string session = "66666666-6666-4666-8666-666666666666";
+    const std::string r1 = "77777777-7777-4777-8777-000000000001";
+    const std::string r2 = "77777777-7777-4777-8777-000000000002";
+    take(decide(SessionState{}, StartSession{session, kUser, r1, "2026-12-01T10:00:00.000000Z"}),
+         "start session");
+    const auto started =
+        given<SessionState>({ev::SessionStarted{.session_id = session,
+                                                .user_id = kUser,
+                                                .refresh_id = r1,
+                                                .expires_at = "2026-12-01T10:00:00.000000Z"}});
+    take(decide(started, RotateRefreshToken{kUser, r1, r2, "2026-12-02T10:00:00.123456Z"}),
+         "rotate");
+    take(decide(started, RevokeSession{kUser, "logout"}), "logout");
+    take(decide(started, RevokeSession{kUser, "logout_all"}), "logout everywhere");
+    take(decide(started, RotateRefreshToken{kUser, r2, r2, "2026-12-02T10:00:00Z"}),
+         "reuse of a spent refresh token");
+
     take(decide(CategoryState{}, CreateCategory{.category_id = kCategory, .name = "Kitchen"},
                 CategoryState{}),
          "create root category");
@@ -242,8 +259,14 @@ TEST(EventSchemaTest, SchemasRejectBrokenPayloads) {
            R"(","name":null,"description":null,"sku":null,"category_id":null,"price":-1})",
        "price"},
       {"events/UserRegistered",
-       R"({"user_id":")" + kUser + R"(","email":"a@b.c","name":"A","roles":["root"]})",
-       "roles"},
+       R"({"user_id":")" + kUser + R"(","email":"a@b.c","name":"A","roles":["root"]})", "roles"},
+      {"events/SessionRevoked",
+       R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","reason":"bored"})",
+       "reason"},
+      {"events/SessionStarted",
+       R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","refresh_id":")" + kUser +
+           R"(","expires_at":"2026-12-01 10:00"})",
+       "expires_at"},
   };
   for (const auto& c : cases) {
     const auto problems = validate_json(c.schema, c.data);

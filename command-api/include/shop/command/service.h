@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,9 +42,12 @@ struct Written {
                                   // aggregate's last event when nothing had to change)
 };
 
+// A pair of tokens of one session (refresh-token family).
 struct Tokens {
   std::string access, refresh;
-  long long expires_in = 0;
+  long long expires_in = 0;  // seconds until the access token expires
+  std::string session_id;
+  std::int64_t position = 0;  // of the session event that issued the pair
 };
 
 struct OrderPlacedResult {
@@ -68,6 +72,9 @@ struct ServiceOptions {
   long long access_ttl_seconds = 900;
   long long refresh_ttl_seconds = 14 * 24 * 3600;
   int max_attempts = 25;  // per command, on concurrency conflicts
+  // Told of every session this service revokes (id, refresh expiry as RFC 3339), after the
+  // commit: the process's revocation list takes it at once, before the projector shows it.
+  std::function<void(const std::string&, const std::string&)> on_revoked;
 };
 
 class CommandService {
@@ -91,7 +98,21 @@ class CommandService {
                                            const std::string& name,
                                            const std::vector<std::string>& roles,
                                            const Context& ctx);
+  // Signs in: starts a session (SessionStarted) and returns its first pair of tokens.
   Tokens login(const std::string& email, const std::string& password);
+  // Starts a session of an existing user (registration signs in too).
+  Tokens start_session(const std::string& user_id, const Context& ctx);
+  // Spends a refresh token for a new pair (rotation). A spent refresh token of the session
+  // presented again revokes the whole session (reuse_detected) and is refused with
+  // refresh_token_reused; an invalid, expired or revoked one with invalid_token.
+  Tokens refresh(const std::string& refresh_token, const Context& ctx);
+  // Ends the session of a refresh token (any token of the family will do). Ending an ended
+  // session changes nothing. invalid_token when the token is not a valid refresh token.
+  Written logout(const std::string& refresh_token, const Context& ctx);
+  // Ends every session of the user that has started before this call and has not expired.
+  // `revoked` gets the number of sessions it ended.
+  Written logout_all(const std::string& user_id, const Context& ctx,
+                     std::int64_t* revoked = nullptr);
   std::optional<domain::UserState> find_user_by_email(const std::string& email);
 
   // catalog (staff)

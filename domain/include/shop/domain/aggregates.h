@@ -32,6 +32,42 @@ struct RegisterUser {
 };
 Decision decide(const UserState& s, const RegisterUser& c);
 
+// ------------------------------------------------------------------------------- session
+// A session is one refresh-token family: started by a sign-in, carried on by rotation (each
+// refresh token can be spent once, for the next pair), ended by a revocation.
+struct SessionState {
+  bool exists = false;
+  bool revoked = false;
+  std::string id, user_id, refresh_id;  // refresh_id: the current (unspent) refresh token's id
+  std::string expires_at;               // of the current refresh token, RFC 3339 UTC
+  std::string revoke_reason;
+};
+SessionState evolve(SessionState s, const Event& e);
+
+struct StartSession {
+  std::string session_id, user_id, refresh_id, expires_at;
+};
+Decision decide(const SessionState& s, const StartSession& c);
+
+// A refresh token of the session (signature, type and expiry already checked) presented for a
+// new pair. The current one is rotated. Any other token of the family has been spent: presenting
+// it again means it was copied, so the whole family is revoked (SessionRevoked reuse_detected),
+// and the caller must refuse the request after appending that. A revoked or unknown session, or a
+// token of another user, is refused (invalid_token) with no event.
+struct RotateRefreshToken {
+  std::string user_id, presented_refresh_id, new_refresh_id, expires_at;
+};
+Decision decide(const SessionState& s, const RotateRefreshToken& c);
+// Whether a decision on RotateRefreshToken revoked the family (the caller answers 401).
+bool revokes_session(const Events& events);
+
+// Ends the session (reason: logout, logout_all). Revoking a revoked session changes nothing; a
+// session of another user is not found.
+struct RevokeSession {
+  std::string user_id, reason;
+};
+Decision decide(const SessionState& s, const RevokeSession& c);
+
 // ------------------------------------------------------------------------------ category
 struct CategoryState {
   bool exists = false;

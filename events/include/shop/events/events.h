@@ -42,6 +42,48 @@ struct UserRegistered {
   }
 };
 
+// ---- sessions (one stream per token family: session-<session_id>) ----
+// A sign-in (login or registration) started a session: the refresh token issued with it is the
+// family's current one. Token ids are the tokens' "jti" claims; the tokens themselves are never
+// stored. expires_at is when the current refresh token expires (RFC 3339, UTC): every access
+// token of the session expires before that.
+struct SessionStarted {
+  SHOP_EVENT(SessionStarted, "session", session_id)
+  std::string session_id, user_id, refresh_id, expires_at;
+  static constexpr auto fields() {
+    return std::make_tuple(field("session_id", &SessionStarted::session_id),
+                           field("user_id", &SessionStarted::user_id),
+                           field("refresh_id", &SessionStarted::refresh_id),
+                           field("expires_at", &SessionStarted::expires_at));
+  }
+};
+
+// The current refresh token was spent for a new pair: refresh_id is the family's current one now.
+struct RefreshTokenRotated {
+  SHOP_EVENT(RefreshTokenRotated, "session", session_id)
+  std::string session_id, user_id, spent_refresh_id, refresh_id, expires_at;
+  static constexpr auto fields() {
+    return std::make_tuple(field("session_id", &RefreshTokenRotated::session_id),
+                           field("user_id", &RefreshTokenRotated::user_id),
+                           field("spent_refresh_id", &RefreshTokenRotated::spent_refresh_id),
+                           field("refresh_id", &RefreshTokenRotated::refresh_id),
+                           field("expires_at", &RefreshTokenRotated::expires_at));
+  }
+};
+
+// The session ended: none of its tokens is accepted any more. reason: logout (its refresh token
+// was presented to log out), logout_all (the user logged out everywhere), reuse_detected (a spent
+// refresh token of the family was presented again: it may have been stolen).
+struct SessionRevoked {
+  SHOP_EVENT(SessionRevoked, "session", session_id)
+  std::string session_id, user_id, reason;
+  static constexpr auto fields() {
+    return std::make_tuple(field("session_id", &SessionRevoked::session_id),
+                           field("user_id", &SessionRevoked::user_id),
+                           field("reason", &SessionRevoked::reason));
+  }
+};
+
 // ---- catalog ----
 struct CategoryCreated {
   SHOP_EVENT(CategoryCreated, "category", category_id)
@@ -273,10 +315,11 @@ struct PaymentFailed {
 
 #undef SHOP_EVENT
 
-using Event = std::variant<UserRegistered, CategoryCreated, ProductCreated, ProductUpdated,
-                           ProductDiscontinued, StockAdjusted, StockReserved, StockReleased,
-                           CartItemAdded, CartItemQuantityChanged, CartItemRemoved, CartCheckedOut,
-                           OrderPlaced, OrderCancelled, OrderPaid, OrderShipped, OrderDelivered,
+using Event = std::variant<UserRegistered, SessionStarted, RefreshTokenRotated, SessionRevoked,
+                           CategoryCreated, ProductCreated, ProductUpdated, ProductDiscontinued,
+                           StockAdjusted, StockReserved, StockReleased, CartItemAdded,
+                           CartItemQuantityChanged, CartItemRemoved, CartCheckedOut, OrderPlaced,
+                           OrderCancelled, OrderPaid, OrderShipped, OrderDelivered,
                            PaymentInitiated, PaymentCaptured, PaymentFailed>;
 
 std::string_view type_of(const Event& e);
@@ -286,7 +329,7 @@ std::string data_of(const Event& e);  // the payload as compact JSON
 
 // Every event type name, in declaration order.
 const std::vector<std::string_view>& all_types();
-// Every stream category (user, category, product, cart, order, payment), each once.
+// Every stream category (user, session, category, product, cart, order, payment), each once.
 const std::vector<std::string_view>& all_categories();
 
 // Decodes a stored payload. Throws codec::DecodeError on an unknown type or a malformed payload.

@@ -10,19 +10,25 @@
 #include "shop/events/types.h"
 #include "shop/infra/crypto.h"
 #include "shop/infra/http.h"
+#include "shop/infra/revocation.h"
 
 namespace shop::infra {
 
 struct Principal {
   std::string user_id;
   std::vector<std::string> roles;
+  std::string session_id;  // the session (refresh-token family) the access token belongs to
   bool has_role(std::string_view role) const;
 };
 
 class Authenticator {
  public:
-  Authenticator(const JwtCodec& jwt, const Clock& clock) : jwt_(jwt), clock_(clock) {}
-  // The caller of a request with a valid access token; throws http::Error 401 otherwise.
+  // `revoked`: the sessions whose access tokens are refused although not expired; none: no
+  // session is ever revoked (tests of other things).
+  Authenticator(const JwtCodec& jwt, const Clock& clock, const RevokedSessions* revoked = nullptr)
+      : jwt_(jwt), clock_(clock), revoked_(revoked) {}
+  // The caller of a request with a valid access token of a session that is not revoked; throws
+  // http::Error 401 otherwise.
   Principal require(const http::Request& req) const;
   // Nullopt when there is no Authorization header; 401 when there is one and it is bad.
   std::optional<Principal> optional(const http::Request& req) const;
@@ -32,6 +38,7 @@ class Authenticator {
  private:
   const JwtCodec& jwt_;
   const Clock& clock_;
+  const RevokedSessions* revoked_;
 };
 
 }  // namespace shop::infra

@@ -29,6 +29,7 @@ struct TokenClaims {
   std::string type;  // "access" or "refresh"
   std::string token_id;
   long long expires_at = 0;  // seconds since the epoch
+  std::string session_id;    // "sid": the session (refresh-token family); empty: none
 };
 
 class JwtCodec {
@@ -36,7 +37,8 @@ class JwtCodec {
   JwtCodec(std::string secret, std::string issuer);
   std::string sign(const TokenClaims& claims) const;
   // Verifies signature (HS256 only: "none" and every other algorithm are refused), issuer and
-  // expiry. Returns nullopt for any token that fails.
+  // expiry, and that subject, type and token id are present. Returns nullopt for any token that
+  // fails. Which type a use needs, and the session, is the caller's to check.
   std::optional<TokenClaims> verify(std::string_view token, long long now_seconds) const;
 
  private:

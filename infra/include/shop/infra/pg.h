@@ -70,7 +70,7 @@ void wait_for_database(const std::string& database_url, int timeout_seconds);
 // projection's checkpoint table rm_checkpoints, with one row named after the projection.
 
 // The projection "read_models": rm_users, rm_categories, rm_products, rm_cart_items, rm_orders,
-// rm_payments, and its bookkeeping rm_checkpoints and rm_kafka_offsets.
+// rm_payments, rm_sessions, and its bookkeeping rm_checkpoints and rm_kafka_offsets.
 inline constexpr const char* kReadModelsProjection = "read_models";
 // Its tables, the bookkeeping ones last.
 const std::vector<std::string>& read_model_tables();

@@ -34,9 +34,13 @@ struct Options {
   // How stale the known projector checkpoint (and so the response cache) may get.
   std::chrono::milliseconds checkpoint_refresh{2};
   std::size_t cache_entries = 4096;
+  // How old the list of revoked sessions (rm_sessions) may get before a request reads it again:
+  // a logout reaches this API within the projector's lag plus this.
+  std::chrono::milliseconds revocation_refresh{150};
 
   // DATABASE_URL, JWT_SECRET (required), QUERY_API_HOST, QUERY_API_PORT, QUERY_API_THREADS,
-  // DB_POOL_SIZE, STORE_CURRENCY, CORS_ORIGIN, READ_YOUR_WRITES_TIMEOUT_MS.
+  // DB_POOL_SIZE, STORE_CURRENCY, CORS_ORIGIN, READ_YOUR_WRITES_TIMEOUT_MS,
+  // REVOCATION_REFRESH_MS.
   // Throws std::runtime_error for a missing or invalid value.
   static Options from_config(const infra::Config& config);
   // Throws std::invalid_argument when a value is out of range.
