@@ -560,6 +560,32 @@ $mig$;
 CREATE INDEX events_session_user ON events ((data->>'user_id'), position)
   WHERE type = 'SessionStarted';
 )SQL"},
+    {11, "users: phone numbers, accounts without an e-mail", R"SQL(
+-- A user may have a mobile number (a profile field, and the way in for one-time-code sign-in),
+-- and an account made by one-time-code sign-in has no e-mail address. In the live version's
+-- schema and in a version being built, with the view in public made again to show the column,
+-- as infra::create_read_model_tables makes it for later versions (the column last).
+DO $mig$
+DECLARE
+  v_schema text;
+BEGIN
+  FOR v_schema IN
+    SELECT schema_prefix || live_version FROM projections WHERE name = 'read_models'
+    UNION
+    SELECT schema_prefix || building_version FROM projections
+     WHERE name = 'read_models' AND building_version IS NOT NULL
+  LOOP
+    EXECUTE format($ddl$
+ALTER TABLE %1$I.rm_users ALTER COLUMN email DROP NOT NULL;
+ALTER TABLE %1$I.rm_users ADD COLUMN IF NOT EXISTS phone text;
+$ddl$, v_schema);
+  END LOOP;
+  EXECUTE format('CREATE OR REPLACE VIEW public.rm_users AS SELECT * FROM %I.rm_users',
+                 (SELECT schema_prefix || live_version FROM projections
+                   WHERE name = 'read_models'));
+END
+$mig$;
+)SQL"},
 };
 }  // namespace
 
@@ -640,10 +666,11 @@ CREATE INDEX rm_products_search ON @S@.rm_products USING gin (search);
 
 CREATE TABLE @S@.rm_users (
   id         uuid PRIMARY KEY,
-  email      text NOT NULL,
+  email      text,
   name       text NOT NULL,
   roles      text[] NOT NULL,
-  created_at timestamptz NOT NULL
+  created_at timestamptz NOT NULL,
+  phone      text
 );
 
 CREATE TABLE @S@.rm_cart_items (
