@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <pqxx/pqxx>
 #include <sstream>
+#include <thread>
 
 #include "analyst.h"
 #include "shop/command/relay.h"
@@ -31,12 +33,14 @@ class KafkaReplayTest : public ::testing::Test {
     const std::vector<std::pair<std::string, std::string>> payloads = {
         {"OrderPlaced", R"({"note": "a \"quoted\", comma\nnew line", "total": 129999})"},
         {"CartItemAdded", R"({"name": "Écran 27\" — 4K", "quantity": 2})"},
-        {"PaymentInitiated", R"({"amount": 1.50, "tags": ["a", "b"], "nested": {"z": 1, "a": null}})"},
+        {"PaymentInitiated",
+         R"({"amount": 1.50, "tags": ["a", "b"], "nested": {"z": 1, "a": null}})"},
     };
     for (int i = 0; i < 30; ++i) {
       const auto& [type, data] = payloads[static_cast<std::size_t>(i) % payloads.size()];
-      const std::string category =
-          type == "OrderPlaced" ? "order" : type == "CartItemAdded" ? "cart" : "payment";
+      const std::string category = type == "OrderPlaced"     ? "order"
+                                   : type == "CartItemAdded" ? "cart"
+                                                             : "payment";
       const std::string stream = category + "-" + std::to_string(i % 4);
       auto s = store.begin();
       s->lock_stream(stream);
@@ -53,7 +57,26 @@ class KafkaReplayTest : public ::testing::Test {
     o.topic_prefix = prefix_;
     o.batch_size = 7;
     command::Relay relay(o);
-    while (relay.run_once() > 0) {
+    // Publishes until the relay's checkpoint is the last stored event, not until a read comes
+    // back empty: the store's read horizon is cluster-wide, so another test's open transaction
+    // can hide the newest events for a moment.
+    std::string last;
+    {
+      pqxx::connection c(url_);
+      pqxx::work tx(c);
+      last = tx.exec(
+                   "SELECT tx_id::text || '/' || position FROM events "
+                   "ORDER BY tx_id DESC, position DESC LIMIT 1")[0][0]
+                 .c_str();
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    for (;;) {
+      while (relay.run_once() > 0) {
+      }
+      const auto cp = relay.checkpoint();
+      if (cp.tx + "/" + std::to_string(cp.position) == last) break;
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the relay never reached " << last;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
   void TearDown() override { testing::drop_test_database(url_); }
