@@ -344,7 +344,7 @@ TEST_F(BulkTest, UnusualValuesAndEventsGiveTheSameRows) {
          R"({"user_id": ")" + upper(u1) + R"(", "name": ")" + odd +
              R"(", "phone": "+4917012345678", "phone_removed": false})");
   append("user-" + u2, "UserProfileChanged",
-         R"({"user_id": ")" + bare(u2) + R"(", "phone": "+1	"2"", "phone_removed": false})");
+         R"({"user_id": ")" + bare(u2) + R"(", "phone": "+1\t\"2\"", "phone_removed": false})");
   append("user-" + u2, "UserProfileChanged",
          R"({"user_id": ")" + u2 + R"(", "name": "Only the name", "phone_removed": false})");
   append("user-" + u2, "UserProfileChanged",
@@ -353,7 +353,7 @@ TEST_F(BulkTest, UnusualValuesAndEventsGiveTheSameRows) {
          R"({"user_id": ")" + u1 + R"(", "name": null, "phone": "+14155550123", "phone_removed": false})");
   append("user-" + u1, "UserPasswordChanged", R"({"user_id": ")" + u1 + R"("})");
   append("user-" + u1, "UserRolesChanged",
-         R"({"user_id": ")" + u1 + R"(", "roles": ["staff", "a,b", "q"uote", "{x}", "NULL", ""]})");
+         R"({"user_id": ")" + u1 + R"(", "roles": ["staff", "a,b", "q\"uote", "{x}", "NULL", ""]})");
   append("user-" + u2, "UserRolesChanged", R"({"user_id": ")" + u2 + R"(", "roles": []})");
   append("user-" + new_uuid(), "UserRolesChanged",
          R"({"user_id": ")" + new_uuid() + R"(", "roles": ["admin"]})");
