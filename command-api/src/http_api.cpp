@@ -211,7 +211,8 @@ CommandApi::CommandApi(CommandService& service, const infra::Authenticator& auth
       if (phone->IsNull()) {
         c.remove_phone = true;
       } else {
-        c.phone = domain::normalize_phone(std::string_view(phone->GetString(), phone->GetStringLength()));
+        c.phone =
+            domain::normalize_phone(std::string_view(phone->GetString(), phone->GetStringLength()));
         if (!c.phone) {
           throw Error(400, "validation_failed", "the request body is not valid",
                       {"phone: not a mobile number in international form, such as +4917012345678"});

@@ -723,8 +723,7 @@ Written CommandService::change_password(const std::string& user_id,
   return w;
 }
 
-Written CommandService::set_roles(const std::string& user_id,
-                                  const std::vector<std::string>& roles,
+Written CommandService::set_roles(const std::string& user_id, const std::vector<std::string>& roles,
                                   const std::string& actor_id, const Context& ctx,
                                   std::int64_t* revoked_count) {
   // A session that starts after this read is not ended; it carries the new roles.

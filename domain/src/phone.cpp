@@ -6,7 +6,9 @@ namespace {
 constexpr std::size_t kMinDigits = 8;
 constexpr std::size_t kMaxDigits = 15;
 
-bool digit(char c) { return c >= '0' && c <= '9'; }
+bool digit(char c) {
+  return c >= '0' && c <= '9';
+}
 }  // namespace
 
 bool is_e164(std::string_view phone) {

@@ -212,8 +212,8 @@ class Model {
             [&](const ev::UserRegistered& x) {
               auto id = uuid(x.user_id);
               if (users_.contains(id)) return;
-              User row{.email = x.email, .name = x.name, .roles = text_array(x.roles),
-                       .created_at = at};
+              User row{
+                  .email = x.email, .name = x.name, .roles = text_array(x.roles), .created_at = at};
               auto& stored = users_.emplace(id, std::move(row)).first->second;
               touch(stored, id, dirty_users_);
             },
@@ -764,9 +764,9 @@ void Model::flush(pqxx::transaction_base& tx, const std::string& schema) {
 
   if (!dirty_users_.empty()) {
     delete_stored("rm_users", "id", dirty_users_, users_);
-    pqxx::stream_to s(tx, t("rm_users"),
-                      std::vector<std::string>{"id", "email", "name", "roles", "created_at",
-                                               "phone"});
+    pqxx::stream_to s(
+        tx, t("rm_users"),
+        std::vector<std::string>{"id", "email", "name", "roles", "created_at", "phone"});
     for (const auto& id : dirty_users_) {
       User& u = users_.at(id);
       if (!u.dirty) continue;  // listed twice

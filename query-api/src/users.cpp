@@ -11,11 +11,13 @@ namespace shop::query {
 
 namespace {
 
-const std::string kUserColumns = "u.id::text, u.email, u.name, u.phone, array_to_json(u.roles)::text, " +
-                                 utc_text("u.created_at");
+const std::string kUserColumns =
+    "u.id::text, u.email, u.name, u.phone, array_to_json(u.roles)::text, " +
+    utc_text("u.created_at");
 enum UserColumn { kId, kEmail, kName, kPhone, kRoles, kCreatedAt };
 
-const Statement kUser{"q_user", "SELECT " + kUserColumns + " FROM rm_users u WHERE u.id = $1::uuid"};
+const Statement kUser{"q_user",
+                      "SELECT " + kUserColumns + " FROM rm_users u WHERE u.id = $1::uuid"};
 
 const char* const kRoleNames[] = {"customer", "staff", "admin"};
 
@@ -73,11 +75,12 @@ std::string render_user(Context& ctx, const std::string& user_id) {
   return out.str();
 }
 
-// --- GET /api/admin/users --------------------------------------------------------------------------
+// --- GET /api/admin/users
+// --------------------------------------------------------------------------
 
 struct UserListQuery {
   std::optional<std::string> role;
-  std::optional<std::string> email;  // exact, any case
+  std::optional<std::string> email;   // exact, any case
   std::optional<std::string> prefix;  // q: the start of the e-mail address or of the name
   int limit = 20;
   std::optional<CursorPosition> after;
@@ -89,8 +92,7 @@ UserListQuery parse_user_list_query(const http::Request& req, const Context& ctx
   UserListQuery q;
   q.limit = limit_param(req);
   if ((q.role = text_param(req, "role", 16))) {
-    if (std::find(std::begin(kRoleNames), std::end(kRoleNames), *q.role) ==
-        std::end(kRoleNames)) {
+    if (std::find(std::begin(kRoleNames), std::end(kRoleNames), *q.role) == std::end(kRoleNames)) {
       throw invalid_parameter("role", "must be customer, staff or admin");
     }
   }

@@ -350,10 +350,12 @@ TEST_F(BulkTest, UnusualValuesAndEventsGiveTheSameRows) {
   append("user-" + u2, "UserProfileChanged",
          R"({"user_id": ")" + u2 + R"(", "phone": null, "phone_removed": true})");
   append("user-" + u1, "UserProfileChanged",
-         R"({"user_id": ")" + u1 + R"(", "name": null, "phone": "+14155550123", "phone_removed": false})");
+         R"({"user_id": ")" + u1 +
+             R"(", "name": null, "phone": "+14155550123", "phone_removed": false})");
   append("user-" + u1, "UserPasswordChanged", R"({"user_id": ")" + u1 + R"("})");
-  append("user-" + u1, "UserRolesChanged",
-         R"({"user_id": ")" + u1 + R"(", "roles": ["staff", "a,b", "q\"uote", "{x}", "NULL", ""]})");
+  append(
+      "user-" + u1, "UserRolesChanged",
+      R"({"user_id": ")" + u1 + R"(", "roles": ["staff", "a,b", "q\"uote", "{x}", "NULL", ""]})");
   append("user-" + u2, "UserRolesChanged", R"({"user_id": ")" + u2 + R"(", "roles": []})");
   append("user-" + new_uuid(), "UserRolesChanged",
          R"({"user_id": ")" + new_uuid() + R"(", "roles": ["admin"]})");

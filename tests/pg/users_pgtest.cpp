@@ -230,8 +230,8 @@ TEST_F(UsersHttpTest, ProfileIsReadAndChanged) {
   EXPECT_EQ(field(me, "email"), "ann@example.com");
 
   // The same values again: nothing to change, no event.
-  const auto again =
-      command("PATCH", "/api/users/me", ann.access, R"({"name":"Ann Smith","phone":"+4917012345678"})");
+  const auto again = command("PATCH", "/api/users/me", ann.access,
+                             R"({"name":"Ann Smith","phone":"+4917012345678"})");
   ASSERT_EQ(again.status, 200);
   EXPECT_EQ(number(again, "version"), 2);
   EXPECT_EQ(number(again, "position"), number(changed, "position"));
@@ -246,18 +246,19 @@ TEST_F(UsersHttpTest, ProfileIsReadAndChanged) {
   EXPECT_EQ(field(me, "name"), "Ann B.");
   EXPECT_TRUE(is_null(me, "phone"));
   EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'UserProfileChanged' AND stream_id = "
-                  "'user-" + ann.id + "'"),
+                  "'user-" +
+                  ann.id + "'"),
             3);
-  EXPECT_EQ(text("SELECT data::text FROM events WHERE type = 'UserProfileChanged' ORDER BY "
-                 "position DESC LIMIT 1"),
-            R"({"name": null, "phone": null, "user_id": ")" + ann.id +
-                R"(", "phone_removed": true})");
+  EXPECT_EQ(
+      text("SELECT data::text FROM events WHERE type = 'UserProfileChanged' ORDER BY "
+           "position DESC LIMIT 1"),
+      R"({"name": null, "phone": null, "user_id": ")" + ann.id + R"(", "phone_removed": true})");
 
   // Bad input is a 4xx.
-  for (const char* body : {R"({"phone":"0170 12345678"})", R"({"phone":"+1 (415) 555-0123"})",
-                           R"({"phone":"+12"})", R"({"phone":"+0 170 12345678"})",
-                           R"({"phone":"+49 170 1234567890123"})", R"({"name":""})", R"({})",
-                           R"({"name":7})", R"([])", R"("x")", "{"}) {
+  for (const char* body :
+       {R"({"phone":"0170 12345678"})", R"({"phone":"+1 (415) 555-0123"})", R"({"phone":"+12"})",
+        R"({"phone":"+0 170 12345678"})", R"({"phone":"+49 170 1234567890123"})", R"({"name":""})",
+        R"({})", R"({"name":7})", R"([])", R"("x")", "{"}) {
     const auto bad = command("PATCH", "/api/users/me", ann.access, body);
     EXPECT_EQ(bad.status, 400) << body << ": " << bad.body;
   }
@@ -278,8 +279,8 @@ TEST_F(UsersHttpTest, APhoneNumberBelongsToOneAccount) {
   EXPECT_EQ(claim_of("+4917011111111"), ann.id);
 
   // The same number in another spelling is the same number.
-  const auto taken =
-      command("PATCH", "/api/users/me", bob.access, R"({"name":"Bobby","phone":"+49 170 1111-1111"})");
+  const auto taken = command("PATCH", "/api/users/me", bob.access,
+                             R"({"name":"Bobby","phone":"+49 170 1111-1111"})");
   EXPECT_EQ(taken.status, 409);
   EXPECT_EQ(error_code(taken), "phone_taken");
   // Nothing of the refused change happened.
@@ -312,12 +313,11 @@ TEST_F(UsersHttpTest, APhoneNumberBelongsToOneAccount) {
   std::vector<std::string> ids;
   const std::string hash = infra::hash_password(kPassword);
   for (int i = 0; i < 8; ++i) {
-    ids.push_back(service_
-                      ->register_user_with_password_hash(
-                          "racer" + std::to_string(i) + "@example.com", hash, "Racer",
-                          {"customer"},
-                          Context::make(std::nullopt))
-                      .id);
+    ids.push_back(
+        service_
+            ->register_user_with_password_hash("racer" + std::to_string(i) + "@example.com", hash,
+                                               "Racer", {"customer"}, Context::make(std::nullopt))
+            .id);
   }
   std::atomic<int> won{0}, lost{0};
   std::vector<std::thread> threads;
@@ -352,12 +352,13 @@ TEST_F(UsersHttpTest, PasswordChangeEndsEveryOtherSession) {
   const auto c = account_of(login("ann@example.com"), ann.id);
   const auto bob = register_customer("bob@example.com", "Bob");
   catch_up();
-  const std::string old_hash = *text("SELECT password_hash FROM user_credentials WHERE user_id = '" +
-                                     ann.id + "'");
+  const std::string old_hash =
+      *text("SELECT password_hash FROM user_credentials WHERE user_id = '" + ann.id + "'");
 
   // The token is fine, the password is not: 403, not 401.
-  const auto wrong = command("POST", "/api/users/me/password", ann.access,
-                             R"({"current_password":"not my password","new_password":"a brand new passphrase"})");
+  const auto wrong =
+      command("POST", "/api/users/me/password", ann.access,
+              R"({"current_password":"not my password","new_password":"a brand new passphrase"})");
   EXPECT_EQ(wrong.status, 403) << wrong.body;
   EXPECT_EQ(error_code(wrong), "wrong_password");
   // Bob's password is no key to Ann's account either.
@@ -455,15 +456,16 @@ TEST_F(UsersHttpTest, AdminsSetRoles) {
   EXPECT_EQ(command("POST", roles_path, staff.access, R"({"roles":["customer","staff"]})").status,
             403);
   EXPECT_EQ(command("POST", roles_path, "", R"({"roles":["customer","staff"]})").status, 401);
-  EXPECT_EQ(command("POST", "/api/admin/users/" + bob.id + "/roles", bob.access,
-                    R"({"roles":["admin"]})")
-                .status,
-            403);
+  EXPECT_EQ(
+      command("POST", "/api/admin/users/" + bob.id + "/roles", bob.access, R"({"roles":["admin"]})")
+          .status,
+      403);
 
   // Bob is a customer: no catalogue for him.
   EXPECT_EQ(command("POST", "/api/admin/categories", bob.access, category).status, 403);
 
-  const auto granted = command("POST", roles_path, admin.access, R"({"roles":["staff","customer"]})");
+  const auto granted =
+      command("POST", roles_path, admin.access, R"({"roles":["staff","customer"]})");
   ASSERT_EQ(granted.status, 200) << granted.body;
   EXPECT_EQ(field(granted, "id"), bob.id);
   EXPECT_EQ(strings(granted.doc, "roles"), (std::vector<std::string>{"customer", "staff"}));
@@ -476,9 +478,8 @@ TEST_F(UsersHttpTest, AdminsSetRoles) {
   ASSERT_EQ(refreshed.status, 200);
   const auto bob_staff = account_of(refreshed, bob.id);
   EXPECT_EQ(command("POST", "/api/admin/categories", bob_staff.access, category).status, 201);
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       clock_.now().time_since_epoch())
-                       .count();
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
   EXPECT_EQ(jwt_->verify(bob_staff.access, now)->roles,
             (std::vector<std::string>{"customer", "staff"}));
   catch_up();
@@ -543,10 +544,10 @@ TEST_F(UsersHttpTest, AdminsSetRoles) {
                                R"({"roles":["staff"]})");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_EQ(error_code(unknown), "not_found");
-  EXPECT_EQ(command("POST", "/api/admin/users/not-a-user/roles", second.access,
-                    R"({"roles":["staff"]})")
-                .status,
-            404);
+  EXPECT_EQ(
+      command("POST", "/api/admin/users/not-a-user/roles", second.access, R"({"roles":["staff"]})")
+          .status,
+      404);
   for (const char* body : {R"({"roles":[]})", R"({"roles":["root"]})", R"({"roles":["Admin"]})",
                            R"({"roles":["staff","staff"]})", R"({"roles":"staff"})", R"({})",
                            R"({"roles":["staff"],"user_id":"x"})", R"({"roles":[null]})"}) {
@@ -628,10 +629,10 @@ TEST_F(UsersHttpTest, AdminsPageThroughEveryAccount) {
             std::string("user7@example.com"));
   EXPECT_TRUE(walk("&email=user7%40example", 20).empty());
   // q: the start of the e-mail address or of the name, in any case.
-  EXPECT_EQ(walk("&q=user1", 3).size(), 11u);  // user1 and user10 to user19
-  EXPECT_EQ(walk("&q=zoe", 3).size(), 11u);    // the odd ones of 0..22
+  EXPECT_EQ(walk("&q=user1", 3).size(), 11u);   // user1 and user10 to user19
+  EXPECT_EQ(walk("&q=zoe", 3).size(), 11u);     // the odd ones of 0..22
   EXPECT_EQ(walk("&q=ZOE%201", 3).size(), 6u);  // Zoe 1, 11, 13, 15, 17, 19
-  EXPECT_TRUE(walk("&q=%25", 3).empty());      // a wildcard is a character like any other
+  EXPECT_TRUE(walk("&q=%25", 3).empty());       // a wildcard is a character like any other
   EXPECT_TRUE(walk("&q=_", 3).empty());
   EXPECT_EQ(walk("&q=max&role=staff", 3).size(), 3u);  // Max 0, 10, 20 (staff: 0, 5, 10, 15, 20)
 
@@ -672,9 +673,9 @@ TEST_F(UsersHttpTest, NoBodySetsRolesIdsOrAnotherAccount) {
   const auto ann = register_customer("ann@example.com", "Ann");
   for (const std::string& body : std::vector<std::string>{
            R"({"roles":["admin"]})", R"({"name":"Eve","roles":["admin"]})",
-        R"({"email":"ann@example.com"})", R"({"id":")" + ann.id + "\"}",
-        R"({"user_id":")" + ann.id + R"(","name":"Owned"})", R"({"name":"Eve","is_admin":true})",
-        R"({"password":"a sound passphrase"})"}) {
+           R"({"email":"ann@example.com"})", R"({"id":")" + ann.id + "\"}",
+           R"({"user_id":")" + ann.id + R"(","name":"Owned"})", R"({"name":"Eve","is_admin":true})",
+           R"({"password":"a sound passphrase"})"}) {
     const auto r = command("PATCH", "/api/users/me", eve.access, body);
     EXPECT_EQ(r.status, 400) << body << ": " << r.body;
     EXPECT_EQ(error_code(r), "validation_failed") << body;
@@ -686,10 +687,10 @@ TEST_F(UsersHttpTest, NoBodySetsRolesIdsOrAnotherAccount) {
   EXPECT_EQ(field(query("/api/users/me", ann.access), "name"), "Ann");
   // Customers cannot reach the accounts of others.
   EXPECT_EQ(query("/api/admin/users/" + ann.id, eve.access).status, 403);
-  EXPECT_EQ(command("POST", "/api/admin/users/" + eve.id + "/roles", eve.access,
-                    R"({"roles":["admin"]})")
-                .status,
-            403);
+  EXPECT_EQ(
+      command("POST", "/api/admin/users/" + eve.id + "/roles", eve.access, R"({"roles":["admin"]})")
+          .status,
+      403);
   EXPECT_EQ(count("SELECT count(*) FROM events WHERE type = 'UserRolesChanged' OR type = "
                   "'UserProfileChanged'"),
             0);

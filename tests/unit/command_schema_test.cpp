@@ -329,10 +329,10 @@ TEST(CommandSchemaTest, AccountBodies) {
   EXPECT_TRUE(fails_naming("commands/change_password",
                            R"({"current_password":"x","new_password":"y","user_id":"u"})",
                            {"user_id", "unknown field"}));
-  EXPECT_TRUE(fails_naming("commands/change_password",
-                           R"({"current_password":"x","new_password":")" + std::string(129, 'a') +
-                               R"("})",
-                           {"new_password"}));
+  EXPECT_TRUE(
+      fails_naming("commands/change_password",
+                   R"({"current_password":"x","new_password":")" + std::string(129, 'a') + R"("})",
+                   {"new_password"}));
 
   EXPECT_TRUE(passes("commands/set_roles", R"({"roles":["customer"]})"));
   EXPECT_TRUE(passes("commands/set_roles", R"({"roles":["admin","staff","customer"]})"));

@@ -282,7 +282,8 @@ TEST(EventSchemaTest, SchemasRejectBrokenPayloads) {
       {"events/UserProfileChanged",
        R"({"user_id":")" + kUser + R"(","name":"","phone":null,"phone_removed":false})", "name"},
       {"events/UserProfileChanged",
-       R"({"user_id":")" + kUser + R"(","name":null,"phone":"+4917012345678","phone_removed":true})",
+       R"({"user_id":")" + kUser +
+           R"(","name":null,"phone":"+4917012345678","phone_removed":true})",
        "anyOf"},
       {"events/UserProfileChanged", R"({"user_id":")" + kUser + R"(","name":"A","phone":null})",
        "phone_removed"},
@@ -290,8 +291,8 @@ TEST(EventSchemaTest, SchemasRejectBrokenPayloads) {
        R"({"user_id":")" + kUser + R"(","password_hash":"$argon2id$..."})", "password_hash"},
       {"events/UserRolesChanged", R"({"user_id":")" + kUser + R"(","roles":[]})", "roles"},
       {"events/UserRolesChanged", R"({"user_id":")" + kUser + R"(","roles":["owner"]})", "roles"},
-      {"events/UserRolesChanged",
-       R"({"user_id":")" + kUser + R"(","roles":["staff","staff"]})", "roles"},
+      {"events/UserRolesChanged", R"({"user_id":")" + kUser + R"(","roles":["staff","staff"]})",
+       "roles"},
       {"events/SessionStarted",
        R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","refresh_id":")" + kUser +
            R"(","expires_at":"2026-12-01 10:00"})",

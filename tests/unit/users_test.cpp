@@ -46,22 +46,24 @@ std::string describe(const Events& es) {
            ev::data_of(got[i]) == ev::data_of(expected[i]);
   }
   if (!same) {
-    return ::testing::AssertionFailure() << "expected " << describe(expected) << "\n     got "
-                                         << describe(got);
+    return ::testing::AssertionFailure()
+           << "expected " << describe(expected) << "\n     got " << describe(got);
   }
   return ::testing::AssertionSuccess();
 }
 
-::testing::AssertionResult emits_nothing(const Decision& d) { return emits(d, {}); }
+::testing::AssertionResult emits_nothing(const Decision& d) {
+  return emits(d, {});
+}
 
 ::testing::AssertionResult fails_with(const Decision& d, std::string_view code) {
   if (d.ok()) {
-    return ::testing::AssertionFailure() << "expected error " << code << ", got events "
-                                         << describe(d.value());
+    return ::testing::AssertionFailure()
+           << "expected error " << code << ", got events " << describe(d.value());
   }
   if (d.error().code != code) {
-    return ::testing::AssertionFailure() << "expected error " << code << ", got "
-                                         << d.error().code << " (" << d.error().message << ")";
+    return ::testing::AssertionFailure() << "expected error " << code << ", got " << d.error().code
+                                         << " (" << d.error().message << ")";
   }
   return ::testing::AssertionSuccess();
 }
@@ -110,9 +112,9 @@ ev::SessionRevoked revoked(const std::string& id, const char* reason) {
 // ====================================================================================== phones
 TEST(PhoneTest, E164IsAPlusAndEightToFifteenDigitsNotStartingWithZero) {
   EXPECT_TRUE(is_e164("+4917012345678"));
-  EXPECT_TRUE(is_e164("+12345678"));         // 8 digits
-  EXPECT_TRUE(is_e164("+123456789012345"));  // 15 digits
-  EXPECT_FALSE(is_e164("+1234567"));         // 7
+  EXPECT_TRUE(is_e164("+12345678"));           // 8 digits
+  EXPECT_TRUE(is_e164("+123456789012345"));    // 15 digits
+  EXPECT_FALSE(is_e164("+1234567"));           // 7
   EXPECT_FALSE(is_e164("+1234567890123456"));  // 16
   EXPECT_FALSE(is_e164("+0123456789"));
   EXPECT_FALSE(is_e164("4917012345678"));
@@ -132,8 +134,8 @@ TEST(PhoneTest, SpacesAndDashesAreDroppedAndNothingElseIsAccepted) {
   EXPECT_EQ(normalize_phone("+49.170.12345678"), std::nullopt);
   EXPECT_EQ(normalize_phone("+49 170 CALL ME"), std::nullopt);
   EXPECT_EQ(normalize_phone("+0 170 12345678"), std::nullopt);
-  EXPECT_EQ(normalize_phone("+123 4567"), std::nullopt);                 // 7 digits
-  EXPECT_EQ(normalize_phone("+1234 5678 9012 3456"), std::nullopt);      // 16 digits
+  EXPECT_EQ(normalize_phone("+123 4567"), std::nullopt);             // 7 digits
+  EXPECT_EQ(normalize_phone("+1234 5678 9012 3456"), std::nullopt);  // 16 digits
   EXPECT_EQ(normalize_phone(std::string(10000, '1')), std::nullopt);
   EXPECT_EQ(normalize_phone("+" + std::string(10000, '1')), std::nullopt);
   EXPECT_EQ(normalize_phone("+4917012345678\n"), std::nullopt);
@@ -156,8 +158,8 @@ TEST(ProfileTest, OnlyWhatChangesIsInTheEvent) {
 }
 
 TEST(ProfileTest, NothingDifferentChangesNothing) {
-  const auto user = given<UserState>(
-      {registered(), ev::UserProfileChanged{.user_id = kUser, .phone = kPhone}});
+  const auto user =
+      given<UserState>({registered(), ev::UserProfileChanged{.user_id = kUser, .phone = kPhone}});
   EXPECT_TRUE(emits_nothing(decide(user, ChangeProfile{})));
   EXPECT_TRUE(emits_nothing(decide(user, ChangeProfile{.name = "Ann", .phone = kPhone})));
   // Removing a number the account does not have.
@@ -180,8 +182,8 @@ TEST(ProfileTest, EvolveKeepsNameAndNumber) {
 }
 
 TEST(ProfileTest, RemovingTheNumberSaysSoExplicitly) {
-  const auto user = given<UserState>(
-      {registered(), ev::UserProfileChanged{.user_id = kUser, .phone = kPhone}});
+  const auto user =
+      given<UserState>({registered(), ev::UserProfileChanged{.user_id = kUser, .phone = kPhone}});
   const Decision d = decide(user, ChangeProfile{.remove_phone = true});
   EXPECT_TRUE(emits(d, {ev::UserProfileChanged{.user_id = kUser, .phone_removed = true}}));
   ASSERT_TRUE(d.ok());
@@ -194,8 +196,8 @@ TEST(ProfileTest, BadValuesAreRefused) {
   EXPECT_TRUE(fails_with(decide(user, ChangeProfile{.name = ""}), "invalid_value"));
   EXPECT_TRUE(fails_with(decide(user, ChangeProfile{.phone = "+49 170 1234567"}), "invalid_value"));
   EXPECT_TRUE(fails_with(decide(user, ChangeProfile{.phone = "017012345678"}), "invalid_value"));
-  EXPECT_TRUE(
-      fails_with(decide(user, ChangeProfile{.phone = kPhone, .remove_phone = true}), "invalid_value"));
+  EXPECT_TRUE(fails_with(decide(user, ChangeProfile{.phone = kPhone, .remove_phone = true}),
+                         "invalid_value"));
 }
 
 TEST(ProfileTest, AnUnknownUserIsNotFound) {
@@ -205,14 +207,14 @@ TEST(ProfileTest, AnUnknownUserIsNotFound) {
 // ==================================================================================== password
 TEST(PasswordTest, ChangeEndsEveryOtherLiveSessionOfTheUser) {
   const auto user = given<UserState>({registered()});
-  EXPECT_TRUE(emits(decide(user, ChangePassword{.keep_session_id = kSession2}, sessions()),
-                    {ev::UserPasswordChanged{.user_id = kUser},
-                     revoked(kSession1, "password_changed")}));
+  EXPECT_TRUE(
+      emits(decide(user, ChangePassword{.keep_session_id = kSession2}, sessions()),
+            {ev::UserPasswordChanged{.user_id = kUser}, revoked(kSession1, "password_changed")}));
   // From outside any session of the list (or with no sessions at all): every live one ends.
-  EXPECT_TRUE(emits(decide(user, ChangePassword{}, sessions()),
-                    {ev::UserPasswordChanged{.user_id = kUser},
-                     revoked(kSession1, "password_changed"),
-                     revoked(kSession2, "password_changed")}));
+  EXPECT_TRUE(
+      emits(decide(user, ChangePassword{}, sessions()),
+            {ev::UserPasswordChanged{.user_id = kUser}, revoked(kSession1, "password_changed"),
+             revoked(kSession2, "password_changed")}));
   EXPECT_TRUE(emits(decide(user, ChangePassword{.keep_session_id = kSession1}, {}),
                     {ev::UserPasswordChanged{.user_id = kUser}}));
 }
@@ -261,9 +263,9 @@ TEST(RolesTest, TakingARoleAwayEndsEveryLiveSessionOfTheUser) {
   EXPECT_TRUE(emits(decide(staff, SetRoles{kAdmin, {"admin"}}, sessions()),
                     {ev::UserRolesChanged{.user_id = kUser, .roles = {"admin"}},
                      revoked(kSession1, "roles_changed"), revoked(kSession2, "roles_changed")}));
-  const auto after = given<UserState>(
-      {registered({"customer", "staff"}),
-       ev::UserRolesChanged{.user_id = kUser, .roles = {"customer"}}});
+  const auto after =
+      given<UserState>({registered({"customer", "staff"}),
+                        ev::UserRolesChanged{.user_id = kUser, .roles = {"customer"}}});
   EXPECT_FALSE(after.has_role("staff"));
 }
 
@@ -292,7 +294,8 @@ TEST(RolesTest, BadSetsAndUnknownUsersAreRefused) {
   const auto user = given<UserState>({registered()});
   EXPECT_TRUE(fails_with(decide(user, SetRoles{kAdmin, {}}, {}), "invalid_value"));
   EXPECT_TRUE(fails_with(decide(user, SetRoles{kAdmin, {"root"}}, {}), "invalid_value"));
-  EXPECT_TRUE(fails_with(decide(user, SetRoles{kAdmin, {"customer", "owner"}}, {}), "invalid_value"));
+  EXPECT_TRUE(
+      fails_with(decide(user, SetRoles{kAdmin, {"customer", "owner"}}, {}), "invalid_value"));
   EXPECT_TRUE(fails_with(decide(UserState{}, SetRoles{kAdmin, {"staff"}}, {}), "not_found"));
 }
 

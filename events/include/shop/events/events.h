@@ -357,13 +357,13 @@ struct PaymentFailed {
 
 #undef SHOP_EVENT
 
-using Event = std::variant<UserRegistered, UserProfileChanged, UserPasswordChanged,
-                           UserRolesChanged, SessionStarted, RefreshTokenRotated, SessionRevoked,
-                           CategoryCreated, ProductCreated, ProductUpdated, ProductDiscontinued,
-                           StockAdjusted, StockReserved, StockReleased, CartItemAdded,
-                           CartItemQuantityChanged, CartItemRemoved, CartCheckedOut, OrderPlaced,
-                           OrderCancelled, OrderPaid, OrderShipped, OrderDelivered,
-                           PaymentInitiated, PaymentCaptured, PaymentFailed>;
+using Event =
+    std::variant<UserRegistered, UserProfileChanged, UserPasswordChanged, UserRolesChanged,
+                 SessionStarted, RefreshTokenRotated, SessionRevoked, CategoryCreated,
+                 ProductCreated, ProductUpdated, ProductDiscontinued, StockAdjusted, StockReserved,
+                 StockReleased, CartItemAdded, CartItemQuantityChanged, CartItemRemoved,
+                 CartCheckedOut, OrderPlaced, OrderCancelled, OrderPaid, OrderShipped,
+                 OrderDelivered, PaymentInitiated, PaymentCaptured, PaymentFailed>;
 
 std::string_view type_of(const Event& e);
 int schema_version_of(const Event& e);
