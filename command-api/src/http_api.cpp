@@ -4,6 +4,7 @@
 #include <cctype>
 #include <pqxx/pqxx>
 
+#include "shop/domain/phone.h"
 #include "shop/infra/log.h"
 #include "shop/infra/pg.h"
 #include "shop/infra/schema.h"
@@ -119,6 +120,13 @@ class Out {
     w_.Null();
     return *this;
   }
+  Out& strings(const char* k, const std::vector<std::string>& items) {
+    w_.Key(k);
+    w_.StartArray();
+    for (const auto& item : items) w_.String(item);
+    w_.EndArray();
+    return *this;
+  }
   Response done(int status) {
     w_.EndObject();
     return http::json(status, std::string(buf_.GetString(), buf_.GetSize()));
@@ -191,6 +199,59 @@ CommandApi::CommandApi(CommandService& service, const infra::Authenticator& auth
     std::int64_t revoked = 0;
     auto w = service_.logout_all(p.user_id, context(req, p.user_id), &revoked);
     return Out().i("revoked_sessions", revoked).i("position", w.position).done(200);
+  });
+
+  // ---- the caller's own account
+  r.add("PATCH", "/api/users/me", [this](Request& req) {
+    auto p = auth_.require(req);
+    auto b = body(req, "update_profile");
+    domain::ChangeProfile c;
+    c.name = opt_str(b, "name");
+    if (const auto* phone = json::member(b, "phone")) {
+      if (phone->IsNull()) {
+        c.remove_phone = true;
+      } else {
+        c.phone =
+            domain::normalize_phone(std::string_view(phone->GetString(), phone->GetStringLength()));
+        if (!c.phone) {
+          throw Error(400, "validation_failed", "the request body is not valid",
+                      {"phone: not a mobile number in international form, such as +4917012345678"});
+        }
+      }
+    }
+    const auto user_id = lower_uuid(p.user_id);
+    return written(service_.change_profile(user_id, c, context(req, user_id)), "id");
+  });
+  r.add("POST", "/api/users/me/password", [this](Request& req) {
+    auto p = auth_.require(req);
+    auto b = body(req, "change_password");
+    const auto user_id = lower_uuid(p.user_id);
+    std::int64_t revoked = 0;
+    auto w = service_.change_password(user_id, lower_uuid(p.session_id), str(b, "current_password"),
+                                      str(b, "new_password"), context(req, user_id), &revoked);
+    return Out().i("revoked_sessions", revoked).i("position", w.position).done(200);
+  });
+
+  // ---- accounts (admin)
+  r.add("POST", "/api/admin/users/{id}/roles", [this](Request& req) {
+    auto p = auth_.require(req);
+    infra::Authenticator::require_role(p, {"admin"});
+    const auto id = path_id(req, "id", "user");
+    auto b = body(req, "set_roles");
+    std::vector<std::string> roles;
+    for (const auto& role : b["roles"].GetArray()) {
+      roles.emplace_back(role.GetString(), role.GetStringLength());
+    }
+    const auto actor = lower_uuid(p.user_id);
+    std::int64_t revoked = 0;
+    auto w = service_.set_roles(id, roles, actor, context(req, actor), &revoked);
+    return Out()
+        .s("id", w.id)
+        .strings("roles", domain::role_set(roles).value_or(roles))
+        .i("revoked_sessions", revoked)
+        .i("version", w.version)
+        .i("position", w.position)
+        .done(200);
   });
 
   // ---- catalog (staff)

@@ -582,6 +582,184 @@ Written CommandService::logout_all(const std::string& user_id, const Context& ct
   return w;
 }
 
+// ----------------------------------------------------------------------------------- account
+
+namespace {
+
+// The ids of the user's sessions, from the event store (the write side never reads the read
+// models), in stream id order: the order in which the store takes stream locks.
+std::vector<std::string> session_ids_of(infra::EventStore& store, const std::string& user_id) {
+  std::vector<std::string> ids;
+  auto lease = store.pool().acquire();
+  pqxx::read_transaction tx(*lease);
+  for (const auto& row :
+       tx.exec_params("SELECT data->>'session_id' FROM events WHERE type = 'SessionStarted' "
+                      "AND data->>'user_id' = $1 ORDER BY 1",
+                      user_id)) {
+    ids.emplace_back(row[0].c_str());
+  }
+  return ids;
+}
+
+std::int64_t last_position(const infra::AppendResult& r, std::int64_t otherwise) {
+  std::int64_t out = otherwise;
+  for (const auto& [stream, position] : r.positions) out = std::max(out, position);
+  return out;
+}
+
+// The sessions SessionRevoked events of a decision end, with their refresh expiry (for the
+// process's revocation list).
+std::vector<std::pair<std::string, std::string>> ended_sessions(
+    const Events& evs, const domain::UserSessions& sessions) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : evs) {
+    if (const auto* r = std::get_if<ev::SessionRevoked>(&e)) {
+      auto it = sessions.find(r->session_id);
+      out.emplace_back(r->session_id, it == sessions.end() ? "" : it->second.expires_at);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Written CommandService::change_profile(const std::string& user_id, const domain::ChangeProfile& c,
+                                       const Context& ctx) {
+  return impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    auto user = u.load(impl_->users, ev::stream("user", user_id), true);
+    auto evs = checked(domain::decide(user.state, c));
+    for (const auto& e : evs) {
+      const auto* changed = std::get_if<ev::UserProfileChanged>(&e);
+      if (!changed || (!changed->phone && !changed->phone_removed)) continue;
+      if (user.state.phone) s->release_unique("phone", *user.state.phone, user_id);
+      if (!changed->phone) continue;
+      try {
+        s->claim_unique("phone", *changed->phone, user_id);
+      } catch (const infra::UniqueClaimTaken&) {
+        // A claim of this account's own (left by an earlier change) is no conflict.
+        if (s->unique_owner("phone", *changed->phone) != user_id) {
+          reject({"phone_taken", "another account already has this phone number"});
+        }
+      }
+    }
+    auto r = u.append(evs);
+    u.commit();
+    return written(user, r, user_id);
+  });
+}
+
+Written CommandService::change_password(const std::string& user_id,
+                                        const std::string& keep_session_id,
+                                        const std::string& current_password,
+                                        const std::string& new_password, const Context& ctx,
+                                        std::int64_t* revoked_count) {
+  // The current hash and the account's e-mail address, read without locks: verifying and hashing
+  // are slow on purpose, so they happen before the transaction.
+  std::string hash;
+  domain::UserState user;
+  {
+    auto s = impl_->store.begin();
+    auto r = s->tx().exec_params("SELECT password_hash FROM user_credentials WHERE user_id = $1",
+                                 user_id);
+    if (!r.empty()) hash = r[0][0].c_str();
+    Unit u(*s, ctx, impl_->clock);
+    user = u.load(impl_->users, ev::stream("user", user_id), false).state;
+  }
+  if (!user.exists) reject({"not_found", "user not found"});
+  // Verified even without a stored password, so that both answers take the same time.
+  const bool ok = infra::verify_password(current_password, hash.empty() ? impl_->dummy_hash : hash);
+  if (!ok || hash.empty()) {
+    reject({"wrong_password", "the current password is wrong"});
+  }
+  if (auto weak = domain::check_password(new_password, user.email)) {
+    for (auto& d : weak->details) {
+      if (d.starts_with("password:")) d = "new_" + d;
+    }
+    reject(*weak);
+  }
+  const std::string new_hash = infra::hash_password(new_password);
+  // A session that starts after this read is not ended: it started after the change.
+  const auto ids = session_ids_of(impl_->store, user_id);
+  const auto now = impl_->clock.now();
+  std::vector<std::pair<std::string, std::string>> ended;
+  auto w = impl_->retrying([&] {
+    auto s = impl_->store.begin();
+    Unit u(*s, ctx, impl_->clock);
+    // Locks in stream id order, as the one-statement append takes them: session-..., user-...
+    domain::UserSessions live;
+    std::int64_t seen = 0;
+    for (const auto& id : ids) {
+      auto session = u.load(impl_->sessions, ev::stream("session", id), true);
+      seen = std::max(seen, session.position);
+      const auto expiry = parse_time(session.state.expires_at);
+      if (expiry && *expiry <= now) continue;  // over anyway
+      live.emplace(id, session.state);
+    }
+    auto self = u.load(impl_->users, ev::stream("user", user_id), true);
+    // Changed meanwhile (the user stream's lock serialises every writer of the hash): the
+    // password given must be the one stored now.
+    auto r = s->tx().exec_params("SELECT password_hash FROM user_credentials WHERE user_id = $1",
+                                 user_id);
+    const std::string stored = r.empty() ? std::string() : r[0][0].c_str();
+    if (stored != hash && (stored.empty() || !infra::verify_password(current_password, stored))) {
+      reject({"wrong_password", "the current password is wrong"});
+    }
+    auto evs = checked(domain::decide(self.state, domain::ChangePassword{keep_session_id}, live));
+    ended = ended_sessions(evs, live);
+    auto appended = u.append(evs);
+    s->tx().exec_params("UPDATE user_credentials SET password_hash = $2 WHERE user_id = $1",
+                        user_id, new_hash);
+    u.commit();
+    Written out = written(self, appended, user_id);
+    out.position = last_position(appended, std::max(out.position, seen));
+    return out;
+  });
+  if (options_.on_revoked) {
+    for (const auto& [id, expiry] : ended) options_.on_revoked(id, expiry);
+  }
+  if (revoked_count) *revoked_count = static_cast<std::int64_t>(ended.size());
+  return w;
+}
+
+Written CommandService::set_roles(const std::string& user_id, const std::vector<std::string>& roles,
+                                  const std::string& actor_id, const Context& ctx,
+                                  std::int64_t* revoked_count) {
+  // A session that starts after this read is not ended; it carries the new roles.
+  std::optional<std::vector<std::string>> ids;
+  const auto now = impl_->clock.now();
+  std::vector<std::pair<std::string, std::string>> ended;
+  auto w = impl_->run(ctx, [&](Unit& u) {
+    ended.clear();
+    auto user = u.load(impl_->users, ev::stream("user", user_id), true);
+    domain::UserSessions live;
+    // The sessions matter only when a role is taken away.
+    if (const auto wanted = domain::role_set(roles);
+        user.state.exists && wanted && domain::removes_a_role(user.state.roles, *wanted)) {
+      if (!ids) ids = session_ids_of(impl_->store, user_id);
+      for (const auto& id : *ids) {
+        auto session = u.load(impl_->sessions, ev::stream("session", id), true);
+        const auto expiry = parse_time(session.state.expires_at);
+        if (expiry && *expiry <= now) continue;  // over anyway
+        live.emplace(id, session.state);
+      }
+    }
+    auto evs = checked(domain::decide(user.state, domain::SetRoles{actor_id, roles}, live));
+    ended = ended_sessions(evs, live);
+    auto r = u.append(evs);
+    u.commit();
+    Written out = written(user, r, user_id);
+    out.position = last_position(r, out.position);
+    return out;
+  });
+  if (options_.on_revoked) {
+    for (const auto& [id, expiry] : ended) options_.on_revoked(id, expiry);
+  }
+  if (revoked_count) *revoked_count = static_cast<std::int64_t>(ended.size());
+  return w;
+}
+
 // ----------------------------------------------------------------------------------- catalog
 
 Written CommandService::create_category(const domain::CreateCategory& c, const Context& ctx) {

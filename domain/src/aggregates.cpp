@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "shop/domain/phone.h"
+
 namespace shop::domain {
 
 namespace ev = shop::events;
@@ -29,13 +31,23 @@ bool UserState::has_role(std::string_view role) const {
 }
 
 UserState evolve(UserState s, const Event& e) {
-  if (const auto* r = std::get_if<ev::UserRegistered>(&e)) {
-    s.exists = true;
-    s.id = r->user_id;
-    s.email = r->email;
-    s.name = r->name;
-    s.roles = r->roles;
-  }
+  std::visit(Overloaded{
+                 [&](const ev::UserRegistered& r) {
+                   s.exists = true;
+                   s.id = r.user_id;
+                   s.email = r.email;
+                   s.name = r.name;
+                   s.roles = r.roles;
+                 },
+                 [&](const ev::UserProfileChanged& x) {
+                   if (x.name) s.name = *x.name;
+                   if (x.phone) s.phone = x.phone;
+                   if (x.phone_removed) s.phone.reset();
+                 },
+                 [&](const ev::UserRolesChanged& x) { s.roles = x.roles; },
+                 [](const auto&) {},
+             },
+             e);
   return s;
 }
 
@@ -108,6 +120,87 @@ Decision decide(const SessionState& s, const RevokeSession& c) {
   }
   if (s.revoked) return Events{};
   return one(ev::SessionRevoked{.session_id = s.id, .user_id = s.user_id, .reason = c.reason});
+}
+
+// ------------------------------------------------------------- user: profile, password, roles
+std::optional<std::vector<std::string>> role_set(const std::vector<std::string>& roles) {
+  if (roles.empty()) return std::nullopt;
+  for (const auto& r : roles) {
+    if (std::find(std::begin(kRoles), std::end(kRoles), r) == std::end(kRoles)) return std::nullopt;
+  }
+  std::vector<std::string> out;
+  for (auto role : kRoles) {
+    if (std::find(roles.begin(), roles.end(), role) != roles.end()) out.emplace_back(role);
+  }
+  return out;
+}
+
+bool removes_a_role(const std::vector<std::string>& before, const std::vector<std::string>& after) {
+  return std::any_of(before.begin(), before.end(), [&](const std::string& r) {
+    return std::find(after.begin(), after.end(), r) == after.end();
+  });
+}
+
+Decision decide(const UserState& s, const ChangeProfile& c) {
+  if (!s.exists) return not_found("user");
+  if (c.name && c.name->empty()) {
+    return DomainError{"invalid_value", "the name must not be empty", {"name: empty"}};
+  }
+  if (c.phone && c.remove_phone) {
+    return DomainError{"invalid_value", "a phone number cannot be set and removed at once"};
+  }
+  if (c.phone && !is_e164(*c.phone)) {
+    return DomainError{"invalid_value",
+                       "the phone number must be in international form, such as +4917012345678",
+                       {"phone: not an E.164 number"}};
+  }
+  ev::UserProfileChanged changed{.user_id = s.id};
+  if (c.name && *c.name != s.name) changed.name = c.name;
+  if (c.phone && c.phone != s.phone) changed.phone = c.phone;
+  if (c.remove_phone && s.phone) changed.phone_removed = true;
+  if (!changed.name && !changed.phone && !changed.phone_removed) return Events{};
+  return one(std::move(changed));
+}
+
+namespace {
+// SessionRevoked for every live session of the user in `sessions` but `keep`.
+void revoke_sessions(const UserState& s, const UserSessions& sessions, const std::string& keep,
+                     const char* reason, Events& out) {
+  for (const auto& [id, session] : sessions) {
+    if (!session.exists || session.revoked || session.user_id != s.id || id != session.id ||
+        id == keep) {
+      continue;
+    }
+    out.push_back(ev::SessionRevoked{.session_id = id, .user_id = s.id, .reason = reason});
+  }
+}
+}  // namespace
+
+Decision decide(const UserState& s, const ChangePassword& c, const UserSessions& sessions) {
+  if (!s.exists) return not_found("user");
+  Events out{ev::UserPasswordChanged{.user_id = s.id}};
+  revoke_sessions(s, sessions, c.keep_session_id, "password_changed", out);
+  return out;
+}
+
+Decision decide(const UserState& s, const SetRoles& c, const UserSessions& sessions) {
+  if (!s.exists) return not_found("user");
+  auto roles = role_set(c.roles);
+  if (!roles) {
+    return DomainError{"invalid_value",
+                       "roles must be a non-empty set of customer, staff and admin",
+                       {"roles: not a set of known roles"}};
+  }
+  if (const auto current = role_set(s.roles); current && *current == *roles) return Events{};
+  const bool removes = removes_a_role(s.roles, *roles);
+  if (c.actor_id == s.id && s.has_role("admin") &&
+      std::find(roles->begin(), roles->end(), "admin") == roles->end()) {
+    return conflict("cannot_remove_own_admin",
+                    "an admin cannot take the admin role from themselves; ask another admin");
+  }
+  Events out{ev::UserRolesChanged{.user_id = s.id, .roles = std::move(*roles)}};
+  if (removes) revoke_sessions(s, sessions, "", "roles_changed", out);
+  return out;
 }
 
 // ------------------------------------------------------------------------------ category

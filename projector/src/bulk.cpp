@@ -120,8 +120,13 @@ std::string text_array(const std::vector<std::string>& items) {
 // since the last flush (dirty). Timestamps are kept as text that PostgreSQL reads back as the
 // same instant: an event's occurred_at, or the column as loaded.
 
-struct NewUser {
-  std::string id, email, name, roles, created_at;
+struct User {
+  std::optional<std::string> email;
+  std::string name;
+  std::string roles;  // text[] input, as text_array writes it or the column as loaded
+  std::string created_at;
+  std::optional<std::string> phone;
+  bool stored = false, dirty = false;
 };
 
 struct NewCategory {
@@ -206,9 +211,25 @@ class Model {
         Overloaded{
             [&](const ev::UserRegistered& x) {
               auto id = uuid(x.user_id);
-              if (users_.insert(id).second) {
-                new_users_.push_back({std::move(id), x.email, x.name, text_array(x.roles), at});
-              }
+              if (users_.contains(id)) return;
+              User row{
+                  .email = x.email, .name = x.name, .roles = text_array(x.roles), .created_at = at};
+              auto& stored = users_.emplace(id, std::move(row)).first->second;
+              touch(stored, id, dirty_users_);
+            },
+            [&](const ev::UserProfileChanged& x) {
+              with_user(x.user_id, [&](User& u) {
+                if (x.name) u.name = *x.name;
+                if (x.phone_removed) {
+                  u.phone.reset();
+                } else if (x.phone) {
+                  u.phone = x.phone;
+                }
+              });
+            },
+            [](const ev::UserPasswordChanged&) {},
+            [&](const ev::UserRolesChanged& x) {
+              with_user(x.user_id, [&](User& u) { u.roles = text_array(x.roles); });
             },
             [&](const ev::SessionStarted& x) {
               auto id = uuid(x.session_id);
@@ -345,6 +366,15 @@ class Model {
   void flush(pqxx::transaction_base& tx, const std::string& schema);
 
  private:
+  template <class F>
+  void with_user(const std::string& user_id, F&& change) {
+    const auto id = uuid(user_id);
+    auto it = users_.find(id);
+    if (it == users_.end()) return;
+    change(it->second);
+    touch(it->second, id, dirty_users_);
+  }
+
   template <class F>
   void with_product(const std::string& product_id, const std::string& at, F&& change) {
     const auto id = uuid(product_id);
@@ -571,8 +601,9 @@ class Model {
     order_payment(order, at, pos);
   }
 
-  std::unordered_set<std::string> users_, categories_;
-  std::vector<NewUser> new_users_;
+  std::unordered_map<std::string, User> users_;
+  std::vector<std::string> dirty_users_;
+  std::unordered_set<std::string> categories_;
   std::vector<NewCategory> new_categories_;
   std::unordered_map<std::string, Product> products_;
   std::vector<std::string> dirty_products_;
@@ -610,8 +641,18 @@ std::optional<std::string> nullable(const pqxx::field& f) {
 
 void Model::load(pqxx::transaction_base& tx, const std::string& schema) {
   auto t = [&](const char* name) { return table(tx, schema, name); };
-  for (const auto& r : tx.exec("SELECT id::text FROM " + t("rm_users")))
-    users_.insert(r[0].c_str());
+  for (const auto& r :
+       tx.exec("SELECT id::text, email, name, roles::text, created_at::text, phone FROM " +
+               t("rm_users"))) {
+    User u;
+    u.email = nullable(r[1]);
+    u.name = r[2].c_str();
+    u.roles = r[3].c_str();
+    u.created_at = r[4].c_str();
+    u.phone = nullable(r[5]);
+    u.stored = true;
+    users_.emplace(r[0].c_str(), std::move(u));
+  }
   for (const auto& r : tx.exec("SELECT id::text FROM " + t("rm_categories"))) {
     categories_.insert(r[0].c_str());
   }
@@ -721,12 +762,20 @@ void Model::flush(pqxx::transaction_base& tx, const std::string& schema) {
                    uuid_array(ids, [](const std::string& id) { return id; }));
   };
 
-  if (!new_users_.empty()) {
-    pqxx::stream_to s(tx, t("rm_users"),
-                      std::vector<std::string>{"id", "email", "name", "roles", "created_at"});
-    for (const auto& u : new_users_) s << std::tie(u.id, u.email, u.name, u.roles, u.created_at);
+  if (!dirty_users_.empty()) {
+    delete_stored("rm_users", "id", dirty_users_, users_);
+    pqxx::stream_to s(
+        tx, t("rm_users"),
+        std::vector<std::string>{"id", "email", "name", "roles", "created_at", "phone"});
+    for (const auto& id : dirty_users_) {
+      User& u = users_.at(id);
+      if (!u.dirty) continue;  // listed twice
+      s << std::tie(id, u.email, u.name, u.roles, u.created_at, u.phone);
+      u.dirty = false;
+      u.stored = true;
+    }
     s.complete();
-    new_users_.clear();
+    dirty_users_.clear();
   }
   if (!new_categories_.empty()) {
     pqxx::stream_to s(tx, t("rm_categories"),

@@ -44,6 +44,15 @@ SELECT CASE WHEN x THEN pg_advisory_xact_lock(4, k) ELSE pg_advisory_xact_lock_s
 INSERT INTO rm_users (id, email, name, roles, created_at)
 VALUES ($1, $2, $3, (SELECT coalesce(array_agg(r), '{}') FROM jsonb_array_elements_text($4::jsonb) r), $5)
 ON CONFLICT (id) DO NOTHING)SQL"},
+    // A user's events are all of their own stream, so they arrive in order: the last one wins.
+    // $4: the number was removed ($3 is then null).
+    {"rm_user_profile", R"SQL(
+UPDATE rm_users SET name = coalesce($2::text, name),
+  phone = CASE WHEN $4::boolean THEN NULL ELSE coalesce($3::text, phone) END
+WHERE id = $1)SQL"},
+    {"rm_user_roles", R"SQL(
+UPDATE rm_users SET roles = (SELECT coalesce(array_agg(r), '{}') FROM jsonb_array_elements_text($2::jsonb) r)
+WHERE id = $1)SQL"},
     // A session's events are all of its own stream, so they arrive in order.
     {"rm_session_started", R"SQL(
 INSERT INTO rm_sessions (id, user_id, started_at, expires_at) VALUES ($1, $2, $3, $4)
@@ -252,6 +261,14 @@ void apply_decoded(pqxx::transaction_base& tx, const events::RecordedEvent& e,
           [&](const ev::UserRegistered& x) {
             tx.exec_prepared("rm_user_registered", x.user_id, x.email, x.name, roles_json(x.roles),
                              at);
+          },
+          [&](const ev::UserProfileChanged& x) {
+            tx.exec_prepared("rm_user_profile", x.user_id, opt(x.name), opt(x.phone),
+                             x.phone_removed);
+          },
+          [&](const ev::UserPasswordChanged&) {},  // nothing of it is shown
+          [&](const ev::UserRolesChanged& x) {
+            tx.exec_prepared("rm_user_roles", x.user_id, roles_json(x.roles));
           },
           [&](const ev::SessionStarted& x) {
             tx.exec_prepared("rm_session_started", x.session_id, x.user_id, at, x.expires_at);

@@ -1,4 +1,5 @@
-// What a signed-in customer sees of their own: cart, orders, profile; and every order for staff.
+// What a signed-in customer sees of their own: cart, orders; and every order for staff. (Profiles:
+// users.cpp.)
 // Read straight from the tables (never cached): they are per user and change with every command.
 #include <algorithm>
 #include <pqxx/pqxx>
@@ -18,11 +19,6 @@ SELECT product_id::text, name, unit_price, quantity
   FROM rm_cart_items
  WHERE user_id = $1::uuid
  ORDER BY added_at, product_id)SQL"};
-
-const Statement kUser{"q_user", R"SQL(
-SELECT id::text, email, name, array_to_json(roles)::text
-  FROM rm_users
- WHERE id = $1::uuid)SQL"};
 
 const Statement kOrder{"q_order", "SELECT o.id::text, o.order_number, o.user_id::text, o.status, "
                                   "o.total, o.currency, o.items::text, o.status_history::text, "
@@ -366,35 +362,6 @@ std::string render_order_list(Context& ctx, const OrderListQuery& q) {
   return out.str();
 }
 
-// --- GET /api/users/me ---------------------------------------------------------------------------
-
-std::string render_user(Context& ctx, const std::string& user_id) {
-  auto rows = ctx.db.run([&](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
-    return run_statement(tx, kUser, {user_id});
-  });
-  if (rows.empty()) throw not_found("user");
-  const auto r = rows[0];
-  JsonOut out;
-  auto& w = out.w();
-  w.StartObject();
-  w.Key("user_id");
-  write_field(w, r[0]);
-  w.Key("email");
-  write_field(w, r[1]);
-  w.Key("name");
-  write_field(w, r[2]);
-  w.Key("roles");
-  if (r[3].is_null()) {
-    w.StartArray();
-    w.EndArray();
-  } else {
-    w.RawValue(r[3].c_str(), r[3].size(), rapidjson::kArrayType);  // array_to_json's output
-  }
-  w.EndObject();
-  return out.str();
-}
-
 // Signed-in responses are the caller's own: no shared caches on the way.
 http::Response private_response(http::Response res) {
   return std::move(res.with_header("Cache-Control", "private, no-store"));
@@ -429,11 +396,6 @@ void add_account_routes(http::Router& router, Context& ctx) {
     }
     return private_response(
         ctx.read(req, nullptr, [&] { return render_order(ctx, caller, order_id); }));
-  });
-  router.add("GET", "/api/users/me", [&ctx](http::Request& req) {
-    const auto caller = ctx.auth.require(req);
-    const auto user_id = to_lower(caller.user_id);
-    return private_response(ctx.read(req, nullptr, [&] { return render_user(ctx, user_id); }));
   });
   router.add("GET", "/api/admin/orders", [&ctx](http::Request& req) {
     const auto caller = ctx.auth.require(req);

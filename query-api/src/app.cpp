@@ -96,6 +96,7 @@ struct QueryApp::Impl {
     router.add("GET", "/health", [this](http::Request&) { return health(ctx); });
     add_catalog_routes(router, ctx);
     add_account_routes(router, ctx);
+    add_user_routes(router, ctx);
     add_admin_routes(router, ctx);
     add_schema_routes(router);
   }

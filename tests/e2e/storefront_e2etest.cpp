@@ -393,6 +393,58 @@ TEST_F(StorefrontE2E, ABuyerGoesFromRegistrationToDelivery) {
     EXPECT_EQ(q.get("/api/users/me", carol).status, 401);
   }
 
+  // Accounts: Dave gives a name and a mobile number, removes the number, changes his password
+  // (his other session ends); an admin makes him staff, then takes it away (his sessions end).
+  {
+    const std::string email = "dave-" + new_uuid().substr(0, 8) + "@e2e.test";
+    auto reg =
+        c.post("/api/auth/register",
+               R"({"email":")" + email + R"(","password":"customer-password","name":"Dave"})");
+    ASSERT_EQ(reg.status, 201) << reg.body;
+    const std::string dave = field(reg.json(), "access");
+    const std::string dave_id = field(reg.json(), "user_id");
+    const std::string other = login(c, email, "customer-password");
+    auto profile =
+        c.patch("/api/users/me", R"({"name":"Dave D.","phone":"+49 151 1234-5678"})", dave);
+    ASSERT_EQ(profile.status, 200) << profile.body;
+    auto me = q.get("/api/users/me", dave, at(num(profile.json(), "position")));
+    ASSERT_EQ(me.status, 200) << me.body;
+    EXPECT_EQ(field(me.json(), "name"), "Dave D.");
+    EXPECT_EQ(field(me.json(), "phone"), "+4915112345678");
+    EXPECT_EQ(c.patch("/api/users/me", R"({"phone":null})", dave).status, 200);
+    EXPECT_EQ(c.patch("/api/users/me", R"({"roles":["admin"]})", dave).status, 400);
+
+    auto changed_password = c.post(
+        "/api/users/me/password",
+        R"({"current_password":"customer-password","new_password":"a new customer password"})",
+        dave);
+    ASSERT_EQ(changed_password.status, 200) << changed_password.body;
+    EXPECT_EQ(num(changed_password.json(), "revoked_sessions"), 1);
+    EXPECT_EQ(c.patch("/api/users/me", R"({"name":"Dave"})", other).status, 401);
+    EXPECT_EQ(
+        c.post("/api/auth/login", R"({"email":")" + email + R"(","password":"customer-password"})")
+            .status,
+        401);
+    const std::string signed_in_again = login(c, email, "a new customer password");
+
+    const std::string roles = "/api/admin/users/" + dave_id + "/roles";
+    EXPECT_EQ(c.post(roles, R"({"roles":["customer","staff"]})", dave).status, 403);
+    auto granted = c.post(roles, R"({"roles":["customer","staff"]})", admin);
+    ASSERT_EQ(granted.status, 200) << granted.body;
+    auto taken = c.post(roles, R"({"roles":["customer"]})", admin);
+    ASSERT_EQ(taken.status, 200) << taken.body;
+    EXPECT_EQ(num(taken.json(), "revoked_sessions"), 2);  // the registration's and the new one
+    EXPECT_EQ(c.patch("/api/users/me", R"({"name":"Dave"})", signed_in_again).status, 401);
+    auto listed =
+        q.get("/api/admin/users?email=" + email, admin, at(num(taken.json(), "position")));
+    ASSERT_EQ(listed.status, 200) << listed.body;
+    const auto listed_doc = listed.json();
+    ASSERT_EQ(listed_doc["items"].Size(), 1u) << listed.body;
+    EXPECT_EQ(field(listed_doc["items"][0], "id"), dave_id);
+    EXPECT_EQ(listed_doc["items"][0]["roles"].Size(), 1u);
+    EXPECT_TRUE(listed_doc["items"][0]["phone"].IsNull());
+  }
+
   // This journey produced every kind of event there is.
   EXPECT_EQ(check_stored_events().size(), events::all_types().size());
 }

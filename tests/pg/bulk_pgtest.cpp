@@ -182,10 +182,14 @@ TEST_F(BulkTest, BuildsExactlyTheRowsOfTheSqlProjector) {
   EXPECT_GT(count(live, "rm_cart_items", "price_position <> name_position"), 0);
   EXPECT_EQ(count(live, "rm_sessions"), 24);
   EXPECT_GT(count(live, "rm_sessions", "refresh_count > 0 AND revoked_at IS NULL"), 0);
-  for (const char* reason : {"logout", "logout_all", "reuse_detected"}) {
+  for (const char* reason :
+       {"logout", "logout_all", "reuse_detected", "password_changed", "roles_changed"}) {
     EXPECT_GT(count(live, "rm_sessions", std::string("revoke_reason = '") + reason + "'"), 0)
         << reason;
   }
+  EXPECT_GT(count(live, "rm_users", "phone IS NOT NULL"), 0);
+  EXPECT_GT(count(live, "rm_users", "name LIKE 'Renamed %'"), 0);
+  EXPECT_GT(count(live, "rm_users", "'staff' = ANY (roles)"), 0);
 
   create_version("rm_v2");
   std::vector<BulkProgress> calls;
@@ -334,6 +338,29 @@ TEST_F(BulkTest, UnusualValuesAndEventsGiveTheSameRows) {
          R"({"user_id": ")" + bare(u2) + R"(", "email": "e@f.g", "name": "N", "roles": []})");
   append("user-" + u1, "UserRegistered",
          R"({"user_id": ")" + u1 + R"(", "email": "x@y.z", "name": "again", "roles": []})");
+  // Profiles and roles: of users that exist (in other spellings of their ids), and of one that
+  // does not; a number set, replaced, removed, and set again; odd text everywhere.
+  append("user-" + u1, "UserProfileChanged",
+         R"({"user_id": ")" + upper(u1) + R"(", "name": ")" + odd +
+             R"(", "phone": "+4917012345678", "phone_removed": false})");
+  append("user-" + u2, "UserProfileChanged",
+         R"({"user_id": ")" + bare(u2) + R"(", "phone": "+1\t\"2\"", "phone_removed": false})");
+  append("user-" + u2, "UserProfileChanged",
+         R"({"user_id": ")" + u2 + R"(", "name": "Only the name", "phone_removed": false})");
+  append("user-" + u2, "UserProfileChanged",
+         R"({"user_id": ")" + u2 + R"(", "phone": null, "phone_removed": true})");
+  append("user-" + u1, "UserProfileChanged",
+         R"({"user_id": ")" + u1 +
+             R"(", "name": null, "phone": "+14155550123", "phone_removed": false})");
+  append("user-" + u1, "UserPasswordChanged", R"({"user_id": ")" + u1 + R"("})");
+  append(
+      "user-" + u1, "UserRolesChanged",
+      R"({"user_id": ")" + u1 + R"(", "roles": ["staff", "a,b", "q\"uote", "{x}", "NULL", ""]})");
+  append("user-" + u2, "UserRolesChanged", R"({"user_id": ")" + u2 + R"(", "roles": []})");
+  append("user-" + new_uuid(), "UserRolesChanged",
+         R"({"user_id": ")" + new_uuid() + R"(", "roles": ["admin"]})");
+  append("user-" + new_uuid(), "UserProfileChanged",
+         R"({"user_id": ")" + new_uuid() + R"(", "name": "nobody", "phone_removed": false})");
   append("product-" + p1, "ProductCreated",
          R"({"product_id": ")" + upper(p1) + R"(", "name": ")" + odd + R"(", "description": ")" +
              odd + R"(", "sku": "S\t1", "category_id": "{)" + upper(sub) +

@@ -71,7 +71,8 @@ inline void reset_read_models(pqxx::connection_base& c) {
 // A random but reproducible storefront: categories, products, customers filling and changing
 // carts, prices and names changed while products sit in carts, checkouts, payments that fail,
 // succeed or come twice, cancellations, shipping, stock adjustments, a discontinued product;
-// sessions started, refreshed, logged out and revoked on reuse.
+// sessions started, refreshed, logged out and revoked on reuse; profiles, roles and passwords
+// changed.
 // Commands the domain refuses (an empty cart, an order no longer pending, ...) are skipped.
 class Scenario {
  public:
@@ -193,6 +194,31 @@ class Scenario {
         if (i % 4 == 1) (void)s_.refresh(first.refresh, ctx());  // reuse: revoked
         if (i % 4 == 2) s_.logout_all(users_[i], ctx());
         if (i % 4 == 3) (void)s_.refresh(second.refresh, ctx());
+      } catch (const command::CommandRejected&) {
+      }
+    }
+    // Accounts: names and mobile numbers changed, numbers removed, roles granted and taken away
+    // (which ends the user's sessions), passwords changed (which ends the other sessions).
+    const std::string admin = new_uuid();
+    for (std::size_t i = 0; i < users_.size(); ++i) {
+      const std::string phone = "+4917012" + std::to_string(100000 + i);
+      try {
+        if (i % 3 == 0) {
+          s_.change_profile(users_[i], {.name = "Renamed " + std::to_string(i), .phone = phone},
+                            ctx());
+        }
+        if (i % 3 == 1) {
+          s_.change_profile(users_[i], {.phone = phone}, ctx());
+          s_.change_profile(users_[i], {.remove_phone = true}, ctx());
+        }
+        if (i % 5 == 0) s_.set_roles(users_[i], {"staff", "customer"}, admin, ctx());
+        if (i % 5 == 1) {
+          s_.set_roles(users_[i], {"customer", "staff"}, admin, ctx());
+          s_.set_roles(users_[i], {"customer"}, admin, ctx());
+        }
+        if (i % 4 == 0) {
+          s_.change_password(users_[i], "", "long password", "another long password", ctx());
+        }
       } catch (const command::CommandRejected&) {
       }
     }

@@ -305,4 +305,44 @@ TEST(CommandSchemaTest, EverySchemaPatternCompiles) {
   }
 }
 
+// ---------------------------------------------------------------------------------- accounts
+TEST(CommandSchemaTest, AccountBodies) {
+  EXPECT_TRUE(passes("commands/update_profile", R"({"name":"Ann Smith"})"));
+  EXPECT_TRUE(passes("commands/update_profile", R"({"phone":"+49 170 1234-567"})"));
+  EXPECT_TRUE(passes("commands/update_profile", R"({"name":"Ann","phone":null})"));
+  EXPECT_TRUE(fails_naming("commands/update_profile", R"({})", {"at least one field"}));
+  EXPECT_TRUE(fails_naming("commands/update_profile", R"({"name":""})", {"name"}));
+  EXPECT_TRUE(fails_naming("commands/update_profile", R"({"phone":"0170 1234567"})", {"phone"}));
+  EXPECT_TRUE(fails_naming("commands/update_profile", R"({"phone":7})", {"phone"}));
+  // Nothing but the profile: no roles, e-mail address or ids through this door.
+  for (const char* field : {"roles", "email", "id", "user_id", "password", "created_at"}) {
+    EXPECT_TRUE(fails_naming("commands/update_profile",
+                             std::string(R"({"name":"Ann",")") + field + R"(":["admin"]})",
+                             {field, "unknown field"}))
+        << field;
+  }
+
+  EXPECT_TRUE(passes("commands/change_password",
+                     R"({"current_password":"old one","new_password":"a new passphrase"})"));
+  EXPECT_TRUE(fails_naming("commands/change_password", R"({"new_password":"a new passphrase"})",
+                           {"current_password", "required"}));
+  EXPECT_TRUE(fails_naming("commands/change_password",
+                           R"({"current_password":"x","new_password":"y","user_id":"u"})",
+                           {"user_id", "unknown field"}));
+  EXPECT_TRUE(
+      fails_naming("commands/change_password",
+                   R"({"current_password":"x","new_password":")" + std::string(129, 'a') + R"("})",
+                   {"new_password"}));
+
+  EXPECT_TRUE(passes("commands/set_roles", R"({"roles":["customer"]})"));
+  EXPECT_TRUE(passes("commands/set_roles", R"({"roles":["admin","staff","customer"]})"));
+  EXPECT_TRUE(fails_naming("commands/set_roles", R"({"roles":[]})", {"roles"}));
+  EXPECT_TRUE(fails_naming("commands/set_roles", R"({"roles":["root"]})", {"roles"}));
+  EXPECT_TRUE(fails_naming("commands/set_roles", R"({"roles":["staff","staff"]})", {"roles"}));
+  EXPECT_TRUE(fails_naming("commands/set_roles", R"({"roles":"admin"})", {"roles"}));
+  EXPECT_TRUE(fails_naming("commands/set_roles", R"({})", {"roles", "required"}));
+  EXPECT_TRUE(fails_naming("commands/set_roles", R"({"roles":["staff"],"user_id":"x"})",
+                           {"user_id", "unknown field"}));
+}
+
 }  // namespace

@@ -58,6 +58,15 @@ class Scenario {
                              .roles = {"staff", "admin"}}),
          "register staff");
 
+    const auto ann = given<UserState>({ev::UserRegistered{
+        .user_id = kUser, .email = "ann@example.com", .name = "Ann", .roles = {"customer"}}});
+    take(decide(ann, ChangeProfile{.name = "Ann Smith", .phone = "+4917012345678"}),
+         "change profile");
+    take(decide(evolve(ann, ev::UserProfileChanged{.user_id = kUser, .phone = "+4917012345678"}),
+                ChangeProfile{.remove_phone = true}),
+         "remove the phone number");
+    take(decide(ann, SetRoles{shop::uuid_from_name("staff"), {"staff", "customer"}}, {}),
+         "grant a role");
     const std::string session = "66666666-6666-4666-8666-666666666666";
     const std::string r1 = "77777777-7777-4777-8777-000000000001";
     const std::string r2 = "77777777-7777-4777-8777-000000000002";
@@ -74,6 +83,10 @@ class Scenario {
     take(decide(started, RevokeSession{kUser, "logout_all"}), "logout everywhere");
     take(decide(started, RotateRefreshToken{kUser, r2, r2, "2026-12-02T10:00:00Z"}),
          "reuse of a spent refresh token");
+    take(decide(ann, ChangePassword{}, {{session, started}}), "change password");
+    take(decide(evolve(ann, ev::UserRolesChanged{.user_id = kUser, .roles = {"customer", "staff"}}),
+                SetRoles{shop::uuid_from_name("staff"), {"customer"}}, {{session, started}}),
+         "take a role away");
 
     take(decide(CategoryState{}, CreateCategory{.category_id = kCategory, .name = "Kitchen"},
                 CategoryState{}),
@@ -263,6 +276,23 @@ TEST(EventSchemaTest, SchemasRejectBrokenPayloads) {
       {"events/SessionRevoked",
        R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","reason":"bored"})",
        "reason"},
+      {"events/UserProfileChanged",
+       R"({"user_id":")" + kUser + R"(","name":null,"phone":"017012345678","phone_removed":false})",
+       "phone"},
+      {"events/UserProfileChanged",
+       R"({"user_id":")" + kUser + R"(","name":"","phone":null,"phone_removed":false})", "name"},
+      {"events/UserProfileChanged",
+       R"({"user_id":")" + kUser +
+           R"(","name":null,"phone":"+4917012345678","phone_removed":true})",
+       "anyOf"},
+      {"events/UserProfileChanged", R"({"user_id":")" + kUser + R"(","name":"A","phone":null})",
+       "phone_removed"},
+      {"events/UserPasswordChanged",
+       R"({"user_id":")" + kUser + R"(","password_hash":"$argon2id$..."})", "password_hash"},
+      {"events/UserRolesChanged", R"({"user_id":")" + kUser + R"(","roles":[]})", "roles"},
+      {"events/UserRolesChanged", R"({"user_id":")" + kUser + R"(","roles":["owner"]})", "roles"},
+      {"events/UserRolesChanged", R"({"user_id":")" + kUser + R"(","roles":["staff","staff"]})",
+       "roles"},
       {"events/SessionStarted",
        R"({"session_id":")" + kUser + R"(","user_id":")" + kUser + R"(","refresh_id":")" + kUser +
            R"(","expires_at":"2026-12-01 10:00"})",

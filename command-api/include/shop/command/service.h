@@ -115,6 +115,36 @@ class CommandService {
                      std::int64_t* revoked = nullptr);
   std::optional<domain::UserState> find_user_by_email(const std::string& email);
 
+  // account (the signed-in user's own)
+  // Changes the user's name and mobile number (c.phone in E.164 form: domain/phone.h). A number
+  // belongs to one account: it is claimed (unique_claims, scope "phone", the E.164 text, owner the
+  // user id) in the same transaction as the event, and the old number's claim is released when it
+  // changes or is removed. phone_taken when another account has the number; nothing changes (no
+  // event) when nothing differs.
+  Written change_profile(const std::string& user_id, const domain::ChangeProfile& c,
+                         const Context& ctx);
+  // Changes the user's password: wrong_password unless `current_password` is the current one (an
+  // account without a password has none to give), weak_password when the new one breaks the
+  // password rules. Stores the new hash with UserPasswordChanged and ends every other session of
+  // the user that has started before this call and has not expired (SessionRevoked,
+  // password_changed), all in one transaction; `keep_session_id` (the caller's session) stays.
+  // `revoked` gets the number of sessions it ended. The position is that of the last event.
+  Written change_password(const std::string& user_id, const std::string& keep_session_id,
+                          const std::string& current_password, const std::string& new_password,
+                          const Context& ctx, std::int64_t* revoked = nullptr);
+
+  // accounts (admin)
+  // Sets the roles of `user_id` to a new full set (customer, staff, admin; domain::SetRoles):
+  // not_found for an unknown user, invalid_value for an empty set or an unknown role,
+  // cannot_remove_own_admin when the admin `actor_id` would drop their own admin role. The same
+  // set changes nothing. When a role is taken away, every session of the user that has started
+  // before this call and has not expired ends in the same append (SessionRevoked,
+  // roles_changed); later refreshes and sign-ins carry the new roles. `revoked` gets the number
+  // of sessions ended. The position is that of the last event.
+  Written set_roles(const std::string& user_id, const std::vector<std::string>& roles,
+                    const std::string& actor_id, const Context& ctx,
+                    std::int64_t* revoked = nullptr);
+
   // catalog (staff)
   Written create_category(const domain::CreateCategory& c, const Context& ctx);
   Written create_product(const domain::CreateProduct& c, const Context& ctx);

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shop/domain/result.h"
@@ -22,6 +23,7 @@ inline constexpr std::int64_t kMaxLineQuantity = 1000;
 struct UserState {
   bool exists = false;
   std::string id, email, name;
+  std::optional<std::string> phone;  // E.164 (phone.h)
   std::vector<std::string> roles;
   bool has_role(std::string_view role) const;
 };
@@ -67,6 +69,50 @@ struct RevokeSession {
   std::string user_id, reason;
 };
 Decision decide(const SessionState& s, const RevokeSession& c);
+
+// ------------------------------------------------------------- user: profile, password, roles
+// The roles an account may have: customer (shops), staff (runs the catalogue, stock and
+// shipping), admin (also manages accounts and roles).
+inline constexpr std::string_view kRoles[] = {"customer", "staff", "admin"};
+
+// A set of roles in its one written form: each role once, in the order of kRoles. nullopt when
+// `roles` is empty or names anything else.
+std::optional<std::vector<std::string>> role_set(const std::vector<std::string>& roles);
+
+// The user changes their own profile. nullopt: unchanged. phone: a new mobile number, already in
+// E.164 form (phone.h: normalize_phone); remove_phone: the account keeps no number. Emits
+// UserProfileChanged with only what differs from the state, or nothing when nothing does.
+struct ChangeProfile {
+  std::optional<std::string> name, phone;
+  bool remove_phone = false;
+};
+Decision decide(const UserState& s, const ChangeProfile& c);
+
+// Sessions of one user that a decision may end, by session id: the caller passes those that have
+// not expired (the domain has no clock). Revoked ones, and any of another user, are left alone.
+using UserSessions = std::map<std::string, SessionState>;
+
+// The user changed their password; the caller has checked the current one and the new one's
+// strength (password_policy.h) and keeps the hash. Emits UserPasswordChanged and ends every
+// other live session of the user (SessionRevoked, password_changed): the session the change was
+// made in (keep_session_id) stays.
+struct ChangePassword {
+  std::string keep_session_id;
+};
+Decision decide(const UserState& s, const ChangePassword& c, const UserSessions& sessions);
+
+// An admin (actor_id) sets the user's roles to a new full set (role_set). The same set changes
+// nothing. An admin cannot take the admin role from themselves (cannot_remove_own_admin): the
+// shop is never left without an admin by accident. When a role is taken away, every live session
+// of the user ends in the same decision (SessionRevoked, roles_changed), so that no token
+// carrying the old roles keeps working.
+struct SetRoles {
+  std::string actor_id;
+  std::vector<std::string> roles;
+};
+Decision decide(const UserState& s, const SetRoles& c, const UserSessions& sessions);
+// Whether going from `before` to `after` takes a role away.
+bool removes_a_role(const std::vector<std::string>& before, const std::vector<std::string>& after);
 
 // ------------------------------------------------------------------------------ category
 struct CategoryState {

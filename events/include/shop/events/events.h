@@ -42,6 +42,46 @@ struct UserRegistered {
   }
 };
 
+// The user changed their own profile. Only what changed is non-null: a new name, a new mobile
+// number (E.164, e.g. "+4917012345678"). phone_removed: the account no longer has a mobile number
+// (phone is then null).
+struct UserProfileChanged {
+  SHOP_EVENT(UserProfileChanged, "user", user_id)
+  std::string user_id;
+  std::optional<std::string> name, phone;
+  bool phone_removed = false;
+  static constexpr auto fields() {
+    return std::make_tuple(field("user_id", &UserProfileChanged::user_id),
+                           field("name", &UserProfileChanged::name),
+                           field("phone", &UserProfileChanged::phone),
+                           field("phone_removed", &UserProfileChanged::phone_removed));
+  }
+};
+
+// The user changed their password. The password and its hash are never in an event (they live in
+// user_credentials); the user's other sessions are ended by the same append (SessionRevoked,
+// password_changed).
+struct UserPasswordChanged {
+  SHOP_EVENT(UserPasswordChanged, "user", user_id)
+  std::string user_id;
+  static constexpr auto fields() {
+    return std::make_tuple(field("user_id", &UserPasswordChanged::user_id));
+  }
+};
+
+// An admin set the user's roles: `roles` is the new full set (customer, staff, admin). When a
+// role was taken away, the user's sessions are ended by the same append (SessionRevoked,
+// roles_changed).
+struct UserRolesChanged {
+  SHOP_EVENT(UserRolesChanged, "user", user_id)
+  std::string user_id;
+  std::vector<std::string> roles;
+  static constexpr auto fields() {
+    return std::make_tuple(field("user_id", &UserRolesChanged::user_id),
+                           field("roles", &UserRolesChanged::roles));
+  }
+};
+
 // ---- sessions (one stream per token family: session-<session_id>) ----
 // A sign-in (login or registration) started a session: the refresh token issued with it is the
 // family's current one. Token ids are the tokens' "jti" claims; the tokens themselves are never
@@ -73,7 +113,9 @@ struct RefreshTokenRotated {
 
 // The session ended: none of its tokens is accepted any more. reason: logout (its refresh token
 // was presented to log out), logout_all (the user logged out everywhere), reuse_detected (a spent
-// refresh token of the family was presented again: it may have been stolen).
+// refresh token of the family was presented again: it may have been stolen), password_changed
+// (the user changed their password in another session), roles_changed (an admin took a role
+// away from the user: tokens carrying it must stop working).
 struct SessionRevoked {
   SHOP_EVENT(SessionRevoked, "session", session_id)
   std::string session_id, user_id, reason;
@@ -315,12 +357,13 @@ struct PaymentFailed {
 
 #undef SHOP_EVENT
 
-using Event = std::variant<UserRegistered, SessionStarted, RefreshTokenRotated, SessionRevoked,
-                           CategoryCreated, ProductCreated, ProductUpdated, ProductDiscontinued,
-                           StockAdjusted, StockReserved, StockReleased, CartItemAdded,
-                           CartItemQuantityChanged, CartItemRemoved, CartCheckedOut, OrderPlaced,
-                           OrderCancelled, OrderPaid, OrderShipped, OrderDelivered,
-                           PaymentInitiated, PaymentCaptured, PaymentFailed>;
+using Event =
+    std::variant<UserRegistered, UserProfileChanged, UserPasswordChanged, UserRolesChanged,
+                 SessionStarted, RefreshTokenRotated, SessionRevoked, CategoryCreated,
+                 ProductCreated, ProductUpdated, ProductDiscontinued, StockAdjusted, StockReserved,
+                 StockReleased, CartItemAdded, CartItemQuantityChanged, CartItemRemoved,
+                 CartCheckedOut, OrderPlaced, OrderCancelled, OrderPaid, OrderShipped,
+                 OrderDelivered, PaymentInitiated, PaymentCaptured, PaymentFailed>;
 
 std::string_view type_of(const Event& e);
 int schema_version_of(const Event& e);
